@@ -1,0 +1,149 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ObjectType;
+
+/// What a tenant chose to sync, and how. Stored with a version for optimistic locking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionConfig {
+    pub objects: BTreeMap<ObjectType, ObjectConfig>,
+    #[serde(default)]
+    pub options: SyncOptions,
+}
+
+/// A config as stored: `version` starts at 1 and grows by one on every successful save.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionedConfig {
+    pub version: u64,
+    pub config: ConnectionConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectConfig {
+    pub match_key: MatchKey,
+    pub write_mode: WriteMode,
+    pub fields: Vec<FieldMapping>,
+    /// Static HubSpot lists (by list id) that pushed records are added to.
+    #[serde(default)]
+    pub lists: Vec<String>,
+}
+
+/// How a platform record finds its HubSpot record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MatchKey {
+    Email,
+    /// A HubSpot property with unique values holding the platform's id.
+    UniqueProperty {
+        property: String,
+    },
+    CompanyName,
+    CompanyDomain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    Upsert,
+    UpdateOnly,
+    CreateOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Platform → HubSpot.
+    Out,
+    /// HubSpot → platform.
+    In,
+    Both,
+}
+
+impl Direction {
+    pub fn goes_out(self) -> bool {
+        matches!(self, Direction::Out | Direction::Both)
+    }
+
+    pub fn comes_in(self) -> bool {
+        matches!(self, Direction::In | Direction::Both)
+    }
+}
+
+/// The type of a platform field, checked against the HubSpot property it maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    Boolean,
+    String,
+    Number,
+    Date,
+    Datetime,
+    Enumeration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldMapping {
+    pub platform_field: String,
+    pub hubspot_property: String,
+    pub direction: Direction,
+    pub platform_type: FieldType,
+    /// A platform field computed by the platform: it can only go out.
+    #[serde(default)]
+    pub computed: bool,
+    /// For enumerations: every value the platform field can take. HubSpot must accept each one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncOptions {
+    pub webhooks_enabled: bool,
+    /// Scheduled pulls (enrichment, catch-up) from HubSpot to the platform.
+    pub data_in_enabled: bool,
+    /// HubSpot number property a workflow increments to ask for a pull (e.g. "Acme Changed").
+    pub bidirectional_counter_property: Option<String>,
+    /// Requests per 10 s this connection may spend; HubSpot's default for public apps when unset.
+    pub rate_limit_per_10s: Option<u32>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            webhooks_enabled: true,
+            data_in_enabled: true,
+            bidirectional_counter_property: None,
+            rate_limit_per_10s: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let mut objects = BTreeMap::new();
+        objects.insert(
+            ObjectType::Contacts,
+            ObjectConfig {
+                match_key: MatchKey::UniqueProperty { property: "platform_id".into() },
+                write_mode: WriteMode::Upsert,
+                fields: vec![FieldMapping {
+                    platform_field: "plan".into(),
+                    hubspot_property: "plan".into(),
+                    direction: Direction::Both,
+                    platform_type: FieldType::Enumeration,
+                    computed: false,
+                    values: vec!["free".into(), "pro".into()],
+                }],
+                lists: vec![],
+            },
+        );
+        let config = ConnectionConfig { objects, options: SyncOptions::default() };
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains(r#""match_key":{"kind":"unique_property","property":"platform_id"}"#));
+        assert_eq!(serde_json::from_str::<ConnectionConfig>(&json).unwrap(), config);
+    }
+}

@@ -1,0 +1,21 @@
+//! The pure model of hubsync. Nothing here performs I/O or knows about AWS or HTTP.
+
+pub mod access;
+pub mod config;
+pub mod connection;
+pub mod mapping;
+pub mod object_type;
+pub mod schema;
+pub mod secret;
+pub mod sync;
+
+pub use access::{ApiKeyRecord, DedupKey, OAuthState, TokenRecord, hash_api_key};
+pub use config::{
+    ConnectionConfig, Direction, FieldMapping, FieldType, MatchKey, ObjectConfig, SyncOptions, VersionedConfig,
+    WriteMode,
+};
+pub use connection::{Connection, ConnectionId, ConnectionStatus, PortalId, Tenant, TenantId};
+pub use object_type::ObjectType;
+pub use schema::{PropertyDef, PropertySchema};
+pub use secret::Secret;
+pub use sync::{CursorPosition, RecordSyncState, RunCounts, RunKind, RunStatus, SyncCursor, SyncFlow, SyncRun};

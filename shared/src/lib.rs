@@ -1,0 +1,14 @@
+//! hubsync: a HubSpot sync connector for SaaS platforms.
+//!
+//! - [`domain`]: the pure model (connections, configs, cursors, sync state). No I/O.
+//! - [`ports`]: the traits the domain needs from the outside world (store, queues, secrets).
+//! - [`adapters`]: implementations of the ports, on AWS and embedded in-process.
+//! - [`hubspot`]: a typed client for HubSpot's API.
+//! - [`connect`]: installing the HubSpot app (OAuth), and keeping its tokens valid and sealed.
+
+pub mod adapters;
+pub mod connect;
+pub mod domain;
+pub mod hubspot;
+pub mod ports;
+pub mod settings;

@@ -1,0 +1,11 @@
+//! What the domain needs from the outside world, as traits. Adapters implement them.
+
+pub mod clock;
+pub mod queue;
+pub mod secrets;
+pub mod store;
+
+pub use clock::{Clock, SystemClock};
+pub use queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+pub use secrets::{AppSecrets, SecretSource, SecretsError};
+pub use store::{Store, StoreError};

@@ -1,0 +1,109 @@
+use async_trait::async_trait;
+use time::{Duration, OffsetDateTime};
+
+use crate::domain::{
+    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, OAuthState, ObjectType, PortalId,
+    PropertySchema, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord, VersionedConfig,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone saved the config since it was read: reload, re-apply, save again.
+    #[error("config was changed by someone else: expected version {expected}, stored version is {actual}")]
+    VersionConflict { expected: u64, actual: u64 },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// A single-use OAuth state presented after its ten minutes.
+    #[error("the OAuth state has expired")]
+    Expired,
+    /// A cursor may only move forward; an older position is a stale job.
+    #[error("cursor would move backwards")]
+    CursorBehind,
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Everything hubsync keeps. The guarantees (optimistic locking, single use, de-duplication,
+/// forward-only cursors, exclusive leases) are enforced here, atomically, not by callers.
+#[async_trait]
+pub trait Store: Send + Sync {
+    // Tenants and connections.
+    async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    /// Creates or replaces a connection and keeps the tenant and portal indexes in step.
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
+    async fn list_connections(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError>;
+    /// The connections that a webhook from this portal is routed to.
+    async fn connections_for_portal(&self, portal: PortalId) -> Result<Vec<Connection>, StoreError>;
+
+    // Configs.
+    async fn get_config(&self, id: &ConnectionId) -> Result<Option<VersionedConfig>, StoreError>;
+    /// Saves if the stored version is still `expected_version` (0: no config yet) and returns the
+    /// new version; otherwise [`StoreError::VersionConflict`] and nothing changes.
+    async fn put_config(
+        &self,
+        id: &ConnectionId,
+        config: &ConnectionConfig,
+        expected_version: u64,
+    ) -> Result<u64, StoreError>;
+
+    // Tokens and their refresh lease.
+    async fn put_tokens(&self, tokens: &TokenRecord) -> Result<(), StoreError>;
+    async fn get_tokens(&self, id: &ConnectionId) -> Result<Option<TokenRecord>, StoreError>;
+    async fn delete_tokens(&self, id: &ConnectionId) -> Result<(), StoreError>;
+    /// Grants the lease to `holder` if nobody else holds an unexpired one. `true` when granted
+    /// (including when `holder` already held it: the lease is then extended).
+    async fn acquire_refresh_lease(
+        &self,
+        id: &ConnectionId,
+        holder: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Releases the lease if `holder` holds it; someone else's lease is left alone.
+    async fn release_refresh_lease(&self, id: &ConnectionId, holder: &str) -> Result<(), StoreError>;
+
+    // Cached property schemas.
+    async fn put_schema(&self, schema: &PropertySchema) -> Result<(), StoreError>;
+    async fn get_schema(&self, id: &ConnectionId, object: ObjectType) -> Result<Option<PropertySchema>, StoreError>;
+
+    // Sync progress.
+    async fn get_cursor(
+        &self,
+        id: &ConnectionId,
+        object: ObjectType,
+        flow: SyncFlow,
+    ) -> Result<Option<SyncCursor>, StoreError>;
+    /// Moves the cursor to `cursor.position` if that is not behind the stored one; an equal
+    /// position is accepted (a replayed page). Behind: [`StoreError::CursorBehind`].
+    async fn advance_cursor(&self, cursor: &SyncCursor) -> Result<(), StoreError>;
+    async fn get_record_state(
+        &self,
+        id: &ConnectionId,
+        object: ObjectType,
+        record_key: &str,
+    ) -> Result<Option<RecordSyncState>, StoreError>;
+    async fn put_record_state(&self, state: &RecordSyncState) -> Result<(), StoreError>;
+    async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError>;
+    async fn get_run(&self, id: &ConnectionId, run_id: &str) -> Result<Option<SyncRun>, StoreError>;
+    /// Newest first.
+    async fn list_runs(&self, id: &ConnectionId, limit: usize) -> Result<Vec<SyncRun>, StoreError>;
+
+    // Single-use and expiring keys.
+    /// Stores a new state; a state that exists already is refused.
+    async fn put_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError>;
+    /// Returns the state and deletes it in one step, so it works once. Unknown or used:
+    /// [`StoreError::NotFound`]; past its expiry: [`StoreError::Expired`].
+    async fn take_oauth_state(&self, state: &str, now: OffsetDateTime) -> Result<OAuthState, StoreError>;
+    /// `true` the first time a key is seen; `false` while an unexpired copy exists.
+    async fn claim_dedup_key(&self, key: &DedupKey, now: OffsetDateTime) -> Result<bool, StoreError>;
+
+    // Console API keys.
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+}

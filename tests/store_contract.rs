@@ -1,0 +1,328 @@
+//! One contract for every `Store`: the embedded store and DynamoDB (on moto's server) must both
+//! keep each guarantee. Every case runs once per implementation.
+
+use std::sync::Arc;
+
+use hubsync::adapters::MemoryStore;
+use hubsync::domain::*;
+use hubsync::ports::{Store, StoreError};
+use time::{Duration, OffsetDateTime};
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+}
+
+fn connection(id: &str, tenant: &str, portal: PortalId) -> Connection {
+    Connection {
+        id: ConnectionId::new(id),
+        tenant_id: TenantId::new(tenant),
+        portal_id: portal,
+        status: ConnectionStatus::Active,
+        scopes: vec!["crm.objects.contacts.write".into()],
+        installed_by: Some("admin@example.com".into()),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn config_with_fields(fields: &[&str]) -> ConnectionConfig {
+    let mut config = ConnectionConfig::default();
+    config.objects.insert(
+        ObjectType::Contacts,
+        ObjectConfig {
+            match_key: MatchKey::Email,
+            write_mode: WriteMode::Upsert,
+            fields: fields
+                .iter()
+                .map(|f| FieldMapping {
+                    platform_field: f.to_string(),
+                    hubspot_property: f.to_string(),
+                    direction: Direction::Out,
+                    platform_type: FieldType::String,
+                    computed: false,
+                    values: vec![],
+                })
+                .collect(),
+            lists: vec![],
+        },
+    );
+    config
+}
+
+async fn config_saves_only_over_the_version_it_read(store: Arc<dyn Store>) {
+    let id = ConnectionId::new("c1");
+    assert_eq!(store.get_config(&id).await.unwrap(), None);
+    assert_eq!(store.put_config(&id, &config_with_fields(&["firstname"]), 0).await.unwrap(), 1);
+
+    // A second writer that also read "no config" loses.
+    let err = store.put_config(&id, &config_with_fields(&["lastname"]), 0).await.unwrap_err();
+    assert!(matches!(err, StoreError::VersionConflict { expected: 0, actual: 1 }), "{err:?}");
+
+    assert_eq!(store.put_config(&id, &config_with_fields(&["lastname"]), 1).await.unwrap(), 2);
+    let err = store.put_config(&id, &config_with_fields(&["phone"]), 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::VersionConflict { expected: 1, actual: 2 }), "{err:?}");
+
+    let stored = store.get_config(&id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.config, config_with_fields(&["lastname"]));
+}
+
+async fn oauth_state_works_once(store: Arc<dyn Store>) {
+    let state = OAuthState::issue(TenantId::new("t1"), "https://console.example.com/hubspot".into(), now());
+    store.put_oauth_state(&state).await.unwrap();
+    assert!(matches!(store.put_oauth_state(&state).await, Err(StoreError::AlreadyExists(_))));
+
+    assert_eq!(store.take_oauth_state(&state.state, now()).await.unwrap(), state);
+    assert!(matches!(store.take_oauth_state(&state.state, now()).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.take_oauth_state("never-issued", now()).await, Err(StoreError::NotFound(_))));
+}
+
+async fn oauth_state_expires_after_ten_minutes(store: Arc<dyn Store>) {
+    let state = OAuthState::issue(TenantId::new("t1"), "https://console.example.com".into(), now());
+    store.put_oauth_state(&state).await.unwrap();
+    let late = now() + Duration::minutes(10);
+    assert!(matches!(store.take_oauth_state(&state.state, late).await, Err(StoreError::Expired)));
+    // An expired state is consumed too: it cannot be tried again.
+    assert!(matches!(store.take_oauth_state(&state.state, now()).await, Err(StoreError::NotFound(_))));
+}
+
+async fn oauth_state_is_taken_by_one_of_many_concurrent_callers(store: Arc<dyn Store>) {
+    let state = OAuthState::issue(TenantId::new("t1"), "https://console.example.com".into(), now());
+    store.put_oauth_state(&state).await.unwrap();
+    let attempts = (0..8).map(|_| {
+        let store = store.clone();
+        let state = state.state.clone();
+        tokio::spawn(async move { store.take_oauth_state(&state, now()).await.is_ok() })
+    });
+    let winners = futures_count(attempts).await;
+    assert_eq!(winners, 1);
+}
+
+async fn dedup_key_is_claimed_once_until_it_expires(store: Arc<dyn Store>) {
+    let key = DedupKey { key: "62515:evt-1".into(), expires_at: now() + Duration::hours(25) };
+    assert!(store.claim_dedup_key(&key, now()).await.unwrap());
+    assert!(!store.claim_dedup_key(&key, now()).await.unwrap());
+    assert!(!store.claim_dedup_key(&key, now() + Duration::hours(24)).await.unwrap());
+
+    let other = DedupKey { key: "62515:evt-2".into(), expires_at: now() + Duration::hours(25) };
+    assert!(store.claim_dedup_key(&other, now()).await.unwrap());
+
+    // DynamoDB's TTL deletes lazily: an expired key must be claimable even while still stored.
+    let renewed = DedupKey { key: key.key.clone(), expires_at: now() + Duration::hours(50) };
+    assert!(store.claim_dedup_key(&renewed, now() + Duration::hours(25)).await.unwrap());
+    assert!(!store.claim_dedup_key(&renewed, now() + Duration::hours(26)).await.unwrap());
+}
+
+async fn cursor_only_moves_forward(store: Arc<dyn Store>) {
+    let id = ConnectionId::new("c1");
+    let at = |modified_at_ms, object_id| SyncCursor {
+        connection_id: id.clone(),
+        object_type: ObjectType::Contacts,
+        flow: SyncFlow::Enrichment,
+        position: CursorPosition { modified_at_ms, object_id },
+    };
+    store.advance_cursor(&at(1_000, 50)).await.unwrap();
+    store.advance_cursor(&at(1_000, 50)).await.unwrap(); // a replayed page
+    assert!(matches!(store.advance_cursor(&at(1_000, 49)).await, Err(StoreError::CursorBehind)));
+    assert!(matches!(store.advance_cursor(&at(999, 10_000)).await, Err(StoreError::CursorBehind)));
+    store.advance_cursor(&at(1_000, 51)).await.unwrap();
+    store.advance_cursor(&at(2_000, 1)).await.unwrap();
+    let stored = store.get_cursor(&id, ObjectType::Contacts, SyncFlow::Enrichment).await.unwrap().unwrap();
+    assert_eq!(stored.position, CursorPosition { modified_at_ms: 2_000, object_id: 1 });
+
+    // Each object and flow has its own cursor.
+    let mut catch_up = at(5, 5);
+    catch_up.flow = SyncFlow::CatchUp;
+    store.advance_cursor(&catch_up).await.unwrap();
+    assert!(store.get_cursor(&id, ObjectType::Deals, SyncFlow::Enrichment).await.unwrap().is_none());
+}
+
+async fn refresh_lease_has_one_holder_at_a_time(store: Arc<dyn Store>) {
+    let id = ConnectionId::new("c1");
+    let ttl = Duration::seconds(30);
+    assert!(store.acquire_refresh_lease(&id, "a", now(), ttl).await.unwrap());
+    assert!(!store.acquire_refresh_lease(&id, "b", now(), ttl).await.unwrap());
+    assert!(store.acquire_refresh_lease(&id, "a", now(), ttl).await.unwrap(), "the holder may extend");
+
+    store.release_refresh_lease(&id, "b").await.unwrap(); // not b's to release
+    assert!(!store.acquire_refresh_lease(&id, "b", now(), ttl).await.unwrap());
+    store.release_refresh_lease(&id, "a").await.unwrap();
+    assert!(store.acquire_refresh_lease(&id, "b", now(), ttl).await.unwrap());
+
+    // A holder that died lets the lease lapse.
+    assert!(!store.acquire_refresh_lease(&id, "c", now() + Duration::seconds(29), ttl).await.unwrap());
+    assert!(store.acquire_refresh_lease(&id, "c", now() + Duration::seconds(30), ttl).await.unwrap());
+
+    // Leases are per connection.
+    assert!(store.acquire_refresh_lease(&ConnectionId::new("c2"), "a", now(), ttl).await.unwrap());
+}
+
+async fn refresh_lease_goes_to_one_of_many_concurrent_callers(store: Arc<dyn Store>) {
+    let id = ConnectionId::new("c-race");
+    let attempts = (0..10).map(|i| {
+        let store = store.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            store.acquire_refresh_lease(&id, &format!("lambda-{i}"), now(), Duration::seconds(30)).await.unwrap()
+        })
+    });
+    assert_eq!(futures_count(attempts).await, 1);
+}
+
+async fn connections_are_indexed_by_tenant_and_portal(store: Arc<dyn Store>) {
+    store.put_connection(&connection("c1", "tenant-a", 100)).await.unwrap();
+    store.put_connection(&connection("c2", "tenant-a", 200)).await.unwrap();
+    store.put_connection(&connection("c3", "tenant-b", 100)).await.unwrap();
+
+    let mut ids: Vec<_> =
+        store.list_connections(&TenantId::new("tenant-a")).await.unwrap().into_iter().map(|c| c.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![ConnectionId::new("c1"), ConnectionId::new("c2")]);
+    let b = store.list_connections(&TenantId::new("tenant-b")).await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].tenant_id, TenantId::new("tenant-b"));
+
+    let mut routed: Vec<_> = store.connections_for_portal(100).await.unwrap().into_iter().map(|c| c.id).collect();
+    routed.sort();
+    assert_eq!(routed, vec![ConnectionId::new("c1"), ConnectionId::new("c3")]);
+    assert!(store.connections_for_portal(999).await.unwrap().is_empty());
+
+    // An update replaces the connection; it is not listed twice.
+    let mut updated = connection("c1", "tenant-a", 100);
+    updated.status = ConnectionStatus::NeedsReauth;
+    store.put_connection(&updated).await.unwrap();
+    let routed = store.connections_for_portal(100).await.unwrap();
+    assert_eq!(routed.len(), 2);
+    assert_eq!(store.get_connection(&ConnectionId::new("c1")).await.unwrap(), Some(updated));
+    assert_eq!(store.get_connection(&ConnectionId::new("nope")).await.unwrap(), None);
+}
+
+async fn tenants_tokens_and_schemas_round_trip(store: Arc<dyn Store>) {
+    let tenant = Tenant { id: TenantId::new("t1"), name: "Acme".into(), created_at: now() };
+    store.put_tenant(&tenant).await.unwrap();
+    assert_eq!(store.get_tenant(&tenant.id).await.unwrap(), Some(tenant));
+
+    let id = ConnectionId::new("c1");
+    let tokens =
+        TokenRecord { connection_id: id.clone(), sealed: "v1.nonce.ciphertext".into(), access_expires_at: now() };
+    store.put_tokens(&tokens).await.unwrap();
+    assert_eq!(store.get_tokens(&id).await.unwrap(), Some(tokens));
+    store.delete_tokens(&id).await.unwrap();
+    assert_eq!(store.get_tokens(&id).await.unwrap(), None);
+
+    let schema = PropertySchema {
+        connection_id: id.clone(),
+        object_type: ObjectType::Deals,
+        properties: vec![PropertyDef {
+            name: "dealstage".into(),
+            label: "Deal Stage".into(),
+            value_type: "enumeration".into(),
+            field_type: "select".into(),
+            options: vec!["appointmentscheduled".into(), "closedwon".into()],
+            read_only: false,
+            unique: false,
+        }],
+        fetched_at: now(),
+    };
+    store.put_schema(&schema).await.unwrap();
+    assert_eq!(store.get_schema(&id, ObjectType::Deals).await.unwrap(), Some(schema));
+    assert_eq!(store.get_schema(&id, ObjectType::Contacts).await.unwrap(), None);
+}
+
+async fn record_state_belongs_to_one_connection(store: Arc<dyn Store>) {
+    let state = RecordSyncState {
+        connection_id: ConnectionId::new("c1"),
+        object_type: ObjectType::Contacts,
+        record_key: "ada@example.com".into(),
+        hubspot_id: Some("501".into()),
+        last_pushed_hash: Some("9f86d0".into()),
+        last_applied_version_ms: Some(1_700_000_000_000),
+    };
+    store.put_record_state(&state).await.unwrap();
+    let read = |conn: &'static str, object| {
+        let store = store.clone();
+        async move { store.get_record_state(&ConnectionId::new(conn), object, "ada@example.com").await.unwrap() }
+    };
+    assert_eq!(read("c1", ObjectType::Contacts).await, Some(state));
+    assert_eq!(read("c2", ObjectType::Contacts).await, None);
+    assert_eq!(read("c1", ObjectType::Companies).await, None);
+}
+
+async fn runs_are_listed_newest_first(store: Arc<dyn Store>) {
+    let id = ConnectionId::new("c1");
+    let mut runs = Vec::new();
+    for i in 0..5 {
+        let mut run = SyncRun::start(id.clone(), RunKind::Push, now() + Duration::seconds(i));
+        run.counts.received = i as u64;
+        run.counts.skip("contact has no email");
+        store.put_run(&run).await.unwrap();
+        runs.push(run);
+    }
+    store.put_run(&SyncRun::start(ConnectionId::new("c2"), RunKind::Push, now())).await.unwrap();
+
+    let listed = store.list_runs(&id, 3).await.unwrap();
+    let received: Vec<_> = listed.iter().map(|r| r.counts.received).collect();
+    assert_eq!(received, vec![4, 3, 2]);
+    assert_eq!(store.list_runs(&id, 100).await.unwrap().len(), 5);
+
+    let mut finished = runs[0].clone();
+    finished.status = RunStatus::Succeeded;
+    finished.finished_at = Some(now() + Duration::minutes(1));
+    store.put_run(&finished).await.unwrap();
+    assert_eq!(store.get_run(&id, &finished.run_id).await.unwrap(), Some(finished));
+    assert_eq!(store.list_runs(&id, 100).await.unwrap().len(), 5);
+}
+
+async fn api_keys_are_found_by_hash_only(store: Arc<dyn Store>) {
+    let (plaintext, record) = ApiKeyRecord::generate(TenantId::new("t1"), "console".into(), now());
+    store.put_api_key(&record).await.unwrap();
+    assert_eq!(store.find_api_key(&hash_api_key(plaintext.expose())).await.unwrap(), Some(record));
+    assert_eq!(store.find_api_key(&hash_api_key("hsk_wrong")).await.unwrap(), None);
+    assert_eq!(store.find_api_key(plaintext.expose()).await.unwrap(), None);
+}
+
+/// How many of the spawned attempts returned `true`.
+async fn futures_count(attempts: impl Iterator<Item = tokio::task::JoinHandle<bool>>) -> usize {
+    let mut count = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        count += usize::from(attempt.await.unwrap());
+    }
+    count
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(std::sync::Arc::new(super::MemoryStore::new())).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(std::sync::Arc::new(hubsync_tests::dynamo_store().await)).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    config_saves_only_over_the_version_it_read,
+    oauth_state_works_once,
+    oauth_state_expires_after_ten_minutes,
+    oauth_state_is_taken_by_one_of_many_concurrent_callers,
+    dedup_key_is_claimed_once_until_it_expires,
+    cursor_only_moves_forward,
+    refresh_lease_has_one_holder_at_a_time,
+    refresh_lease_goes_to_one_of_many_concurrent_callers,
+    connections_are_indexed_by_tenant_and_portal,
+    tenants_tokens_and_schemas_round_trip,
+    record_state_belongs_to_one_connection,
+    runs_are_listed_newest_first,
+    api_keys_are_found_by_hash_only,
+);

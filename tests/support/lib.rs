@@ -1,0 +1,103 @@
+//! Test harness shared by the integration suites: a real local AWS (moto's server) and
+//! fresh, uniquely named resources on it, so suites never see each other's data.
+//!
+//! `.ci/run` starts moto and sets `HUBSYNC_TEST_AWS_ENDPOINT`. When it is not set, the first
+//! suite that needs AWS starts `python3 -m moto.server` itself on a free port (install it with
+//! `pip install 'moto[server]'`), and the server stops when the test process ends.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_sqs::types::QueueAttributeName;
+use hubsync::adapters::{DynamoStore, SqsQueue};
+
+static ENDPOINT: OnceLock<String> = OnceLock::new();
+
+/// The URL of the local AWS emulator, starting one if needed.
+pub fn aws_endpoint() -> &'static str {
+    ENDPOINT.get_or_init(|| match std::env::var("HUBSYNC_TEST_AWS_ENDPOINT") {
+        Ok(url) if !url.is_empty() => url,
+        _ => start_moto(),
+    })
+}
+
+fn start_moto() -> String {
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    // The shell loop stops moto once this test process is gone, so no server outlives the run.
+    let script = r#"python3 -m moto.server -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & moto=$!
+while kill -0 "$2" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 1; done
+kill "$moto" 2>/dev/null"#;
+    Command::new("sh")
+        .args(["-c", script, "sh", &port.to_string(), &std::process::id().to_string()])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("failed to start sh for moto");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto's server did not start on port {port}: install it with `pip install 'moto[server]'`, \
+             or start it yourself and set HUBSYNC_TEST_AWS_ENDPOINT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    format!("http://127.0.0.1:{port}")
+}
+
+/// SDK configuration for the emulator: test credentials, one region, the local endpoint.
+pub async fn aws_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "hubsync-tests"))
+        .load()
+        .await
+}
+
+/// A name no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A new, empty table laid out as template.yaml declares it.
+pub async fn dynamo_store() -> DynamoStore {
+    let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+    let table = unique_name("hubsync");
+    DynamoStore::create_table(&client, &table).await.expect("create table on moto");
+    DynamoStore::new(client, table)
+}
+
+/// A new queue with its dead-letter queue, redriving after `max_receives` receives.
+pub async fn sqs_queue_with_dlq(max_receives: u32, visibility_timeout: Duration) -> (SqsQueue, SqsQueue) {
+    let client = aws_sdk_sqs::Client::new(&aws_config().await);
+    let name = unique_name("hubsync");
+    let dlq_url = client.create_queue().queue_name(format!("{name}-dlq")).send().await.expect("create dlq");
+    let dlq_url = dlq_url.queue_url().expect("dlq url").to_string();
+    let dlq_arn = client
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("dlq attributes")
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("dlq arn");
+    let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string() });
+    let url = client
+        .create_queue()
+        .queue_name(&name)
+        .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout.as_secs().to_string())
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    (SqsQueue::new(client.clone(), url), SqsQueue::new(client, dlq_url))
+}
