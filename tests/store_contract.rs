@@ -236,6 +236,7 @@ async fn record_state_belongs_to_one_connection(store: Arc<dyn Store>) {
         record_key: "ada@example.com".into(),
         hubspot_id: Some("501".into()),
         last_pushed_hash: Some("9f86d0".into()),
+        last_pushed_change_ms: Some(1_700_000_000_000),
         last_applied_version_ms: Some(1_700_000_000_000),
     };
     store.put_record_state(&state).await.unwrap();
@@ -279,6 +280,37 @@ async fn api_keys_are_found_by_hash_only(store: Arc<dyn Store>) {
     assert_eq!(store.find_api_key(&hash_api_key(plaintext.expose())).await.unwrap(), Some(record));
     assert_eq!(store.find_api_key(&hash_api_key("hsk_wrong")).await.unwrap(), None);
     assert_eq!(store.find_api_key(plaintext.expose()).await.unwrap(), None);
+}
+
+async fn rate_slots_are_spaced_across_concurrent_callers(store: Arc<dyn Store>) {
+    let interval = Duration::milliseconds(100);
+    let attempts: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.reserve_rate_slot("portal:100", now(), interval).await.unwrap() })
+        })
+        .collect();
+    let mut slots = Vec::new();
+    for attempt in attempts {
+        slots.push(attempt.await.unwrap());
+    }
+    slots.sort();
+    let expected: Vec<_> = (0..12).map(|i| now() + interval * i).collect();
+    assert_eq!(slots, expected, "twelve distinct slots, 100 ms apart, starting now");
+
+    // Another portal has its own budget; an idle budget starts again from the caller's now.
+    assert_eq!(store.reserve_rate_slot("portal:200", now(), interval).await.unwrap(), now());
+    let later = now() + Duration::minutes(1);
+    assert_eq!(store.reserve_rate_slot("portal:100", later, interval).await.unwrap(), later);
+}
+
+async fn a_held_budget_hands_out_no_slot_before_the_hold(store: Arc<dyn Store>) {
+    let interval = Duration::milliseconds(100);
+    let until = now() + Duration::seconds(10);
+    store.hold_rate_budget("portal:100", until).await.unwrap();
+    store.hold_rate_budget("portal:100", now() + Duration::seconds(5)).await.unwrap(); // never shortens
+    assert_eq!(store.reserve_rate_slot("portal:100", now(), interval).await.unwrap(), until);
+    assert_eq!(store.reserve_rate_slot("portal:100", now(), interval).await.unwrap(), until + interval);
 }
 
 /// How many of the spawned attempts returned `true`.
@@ -325,4 +357,6 @@ contract!(
     record_state_belongs_to_one_connection,
     runs_are_listed_newest_first,
     api_keys_are_found_by_hash_only,
+    rate_slots_are_spaced_across_concurrent_callers,
+    a_held_budget_hands_out_no_slot_before_the_hold,
 );

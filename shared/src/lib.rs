@@ -5,10 +5,16 @@
 //! - [`adapters`]: implementations of the ports, on AWS and embedded in-process.
 //! - [`hubspot`]: a typed client for HubSpot's API.
 //! - [`connect`]: installing the HubSpot app (OAuth), and keeping its tokens valid and sealed.
+//! - [`console`]: the console API's operations (connections, configs, schemas), behind tenant auth.
+//! - [`deps`]: the dependencies a function builds once per cold start.
 
 pub mod adapters;
 pub mod connect;
+pub mod console;
+pub mod deps;
 pub mod domain;
+pub mod http;
 pub mod hubspot;
 pub mod ports;
 pub mod settings;
+pub mod telemetry;

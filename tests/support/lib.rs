@@ -15,6 +15,10 @@ use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
 use hubsync::adapters::{DynamoStore, SqsQueue};
 
+pub mod lambda;
+pub mod oauth;
+pub mod world;
+
 static ENDPOINT: OnceLock<String> = OnceLock::new();
 
 /// The URL of the local AWS emulator, starting one if needed.
@@ -27,15 +31,16 @@ pub fn aws_endpoint() -> &'static str {
 
 fn start_moto() -> String {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-    // The shell loop stops moto once this test process is gone, so no server outlives the run.
-    let script = r#"python3 -m moto.server -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & moto=$!
-while kill -0 "$2" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 1; done
-kill "$moto" 2>/dev/null"#;
-    Command::new("sh")
+    // A detached watcher stops moto once this test process is gone, so no server outlives the run.
+    let script = r#"(python3 -m moto.server -H 127.0.0.1 -p "$1" & moto=$!
+while kill -0 "$2" && kill -0 "$moto"; do sleep 1; done
+kill "$moto") >/dev/null 2>&1 </dev/null &"#;
+    let started = Command::new("sh")
         .args(["-c", script, "sh", &port.to_string(), &std::process::id().to_string()])
         .stdin(Stdio::null())
-        .spawn()
+        .status()
         .expect("failed to start sh for moto");
+    assert!(started.success(), "could not start moto: {started}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

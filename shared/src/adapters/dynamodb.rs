@@ -17,6 +17,7 @@
 //! | OAuth state     | `OAUTH#<state>`                 | `OAUTH`                  | `ttl`                     |
 //! | de-dup key      | `DEDUP#<key>`                   | `DEDUP`                  | `expires_at_ms`, `ttl`    |
 //! | API key         | `APIKEY#<sha256>`               | `APIKEY`                 | gsi1 (tenant)             |
+//! | rate budget     | `RATE#<key>`                    | `RATE`                   | `next_ms`, `ttl`          |
 //!
 //! `ttl` (epoch seconds) lets DynamoDB delete expired items; since that deletion is lazy, every
 //! expiry check is also made here, against the caller's clock.
@@ -473,6 +474,83 @@ impl Store for DynamoStore {
         match result {
             Ok(_) => Ok(true),
             Err(err) if condition_failed(&err) => Ok(false),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn reserve_rate_slot(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        interval: Duration,
+    ) -> Result<OffsetDateTime, StoreError> {
+        let (now_ms, step) = (millis(now), interval.whole_milliseconds() as i64);
+        // Usually one call: while the budget is busy, take the slot after the last one handed out.
+        // When it is idle (or new), start from now. A lost race on either just tries again.
+        for _ in 0..20 {
+            let busy = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(format!("RATE#{key}")))
+                .key("sk", s("RATE"))
+                .update_expression("SET next_ms = next_ms + :step")
+                .condition_expression("next_ms >= :now")
+                .expression_attribute_values(":step", n(step))
+                .expression_attribute_values(":now", n(now_ms))
+                .return_values(ReturnValue::UpdatedNew)
+                .send()
+                .await;
+            match busy {
+                Ok(out) => {
+                    let next =
+                        out.attributes.as_ref().map(|a| number(a, "next_ms")).transpose()?.unwrap_or(now_ms + step);
+                    return OffsetDateTime::from_unix_timestamp_nanos(i128::from(next - step) * 1_000_000)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()));
+                }
+                Err(err) if condition_failed(&err) => {}
+                Err(err) => return Err(unavailable(err)),
+            }
+            let idle = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(format!("RATE#{key}")))
+                .key("sk", s("RATE"))
+                .update_expression("SET next_ms = :next, #ttl = :ttl")
+                .condition_expression("attribute_not_exists(next_ms) OR next_ms < :now")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":next", n(now_ms + step))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":ttl", n(now.unix_timestamp() + 86_400))
+                .send()
+                .await;
+            match idle {
+                Ok(_) => return Ok(now),
+                Err(err) if condition_failed(&err) => {}
+                Err(err) => return Err(unavailable(err)),
+            }
+        }
+        Err(StoreError::Unavailable(format!("rate budget `{key}` is too contended")))
+    }
+
+    async fn hold_rate_budget(&self, key: &str, until: OffsetDateTime) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("RATE#{key}")))
+            .key("sk", s("RATE"))
+            .update_expression("SET next_ms = :until, #ttl = :ttl")
+            .condition_expression("attribute_not_exists(next_ms) OR next_ms < :until")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":until", n(millis(until)))
+            .expression_attribute_values(":ttl", n(until.unix_timestamp() + 86_400))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Ok(()), // already held at least that long
             Err(err) => Err(unavailable(err)),
         }
     }

@@ -27,6 +27,7 @@ struct State {
     oauth_states: HashMap<String, OAuthState>,
     dedup_keys: HashMap<String, OffsetDateTime>,
     api_keys: HashMap<String, ApiKeyRecord>,
+    rate_slots: HashMap<String, OffsetDateTime>,
 }
 
 #[derive(Default)]
@@ -219,6 +220,25 @@ impl Store for MemoryStore {
         }
         state.dedup_keys.insert(key.key.clone(), key.expires_at);
         Ok(true)
+    }
+
+    async fn reserve_rate_slot(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        interval: Duration,
+    ) -> Result<OffsetDateTime, StoreError> {
+        let mut state = self.state();
+        let next = state.rate_slots.get(key).copied().unwrap_or(now).max(now);
+        state.rate_slots.insert(key.to_string(), next + interval);
+        Ok(next)
+    }
+
+    async fn hold_rate_budget(&self, key: &str, until: OffsetDateTime) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let next = state.rate_slots.entry(key.to_string()).or_insert(until);
+        *next = (*next).max(until);
+        Ok(())
     }
 
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

@@ -82,6 +82,26 @@ pub enum FieldType {
     Enumeration,
 }
 
+impl FieldType {
+    /// The name used in configs and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Boolean => "boolean",
+            FieldType::String => "string",
+            FieldType::Number => "number",
+            FieldType::Date => "date",
+            FieldType::Datetime => "datetime",
+            FieldType::Enumeration => "enumeration",
+        }
+    }
+}
+
+impl std::fmt::Display for FieldType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldMapping {
     pub platform_field: String,

@@ -200,7 +200,7 @@ fn type_mismatch(field: &FieldMapping, property: &PropertyDef) -> Option<(String
     };
     Some((
         format!(
-            "`{}` is {:?} on the platform but `{}` is {kind}",
+            "`{}` is {} on the platform but `{}` is {kind}",
             field.platform_field, field.platform_type, property.name
         ),
         format!("map it to {wanted}"),

@@ -5,6 +5,7 @@ pub mod config;
 pub mod connection;
 pub mod mapping;
 pub mod object_type;
+pub mod push;
 pub mod schema;
 pub mod secret;
 pub mod sync;

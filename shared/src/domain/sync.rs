@@ -50,6 +50,9 @@ pub struct RecordSyncState {
     pub hubspot_id: Option<String>,
     /// Hash of the mapped payload last written to HubSpot: an unchanged payload is not sent again.
     pub last_pushed_hash: Option<String>,
+    /// Change time (ms) of the platform change last written: an older change never overwrites it.
+    #[serde(default)]
+    pub last_pushed_change_ms: Option<i64>,
     /// Last-modified time (ms) of the newest HubSpot version delivered to the platform.
     pub last_applied_version_ms: Option<i64>,
 }

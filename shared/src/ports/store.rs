@@ -103,6 +103,18 @@ pub trait Store: Send + Sync {
     /// `true` the first time a key is seen; `false` while an unexpired copy exists.
     async fn claim_dedup_key(&self, key: &DedupKey, now: OffsetDateTime) -> Result<bool, StoreError>;
 
+    // Shared rate budgets (one per HubSpot portal), paced across every concurrent worker.
+    /// Reserves the next send slot of the budget `key`: slots are `interval` apart across all
+    /// callers. Returns when the caller may send (`now` or later).
+    async fn reserve_rate_slot(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        interval: Duration,
+    ) -> Result<OffsetDateTime, StoreError>;
+    /// Pushes the budget's next free slot to at least `until` (HubSpot said the budget is spent).
+    async fn hold_rate_budget(&self, key: &str, until: OffsetDateTime) -> Result<(), StoreError>;
+
     // Console API keys.
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;

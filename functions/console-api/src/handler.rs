@@ -1,0 +1,140 @@
+//! The console's REST API. Every route authenticates the tenant by API key and touches only
+//! that tenant's connections; the work itself is in `hubsync::console`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hubsync::console::auth::{AuthTenant, owned_connection};
+use hubsync::console::didomi::{self, ConnectResult, DidomiConfig};
+use hubsync::console::{configs, schemas, uninstall};
+use hubsync::deps::Deps;
+use hubsync::domain::mapping::ConfigProblem;
+use hubsync::domain::{Connection, ConnectionConfig, ObjectType, PropertySchema, VersionedConfig};
+use hubsync::http::{ApiError, ApiJson};
+use serde::Serialize;
+
+/// Configs are small; this bounds what a request can make the function parse.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The OpenAPI document describing this API, served as written.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+pub fn router(deps: Deps) -> Router {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/connections", get(list_connections).post(connect_with_code))
+        .route("/connections/{connection_id}", get(get_connection).delete(delete_connection))
+        .route("/connections/{connection_id}/config", get(get_config).put(put_config))
+        .route("/connections/{connection_id}/config/validate", post(validate_config))
+        .route("/connections/{connection_id}/schema", get(get_schema))
+        .route("/connections/{connection_id}/schema/refresh", post(refresh_schema))
+        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(deps)
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+#[derive(Serialize)]
+struct ConnectionList {
+    connections: Vec<Connection>,
+}
+
+async fn list_connections(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+) -> Result<Json<ConnectionList>, ApiError> {
+    Ok(Json(ConnectionList { connections: deps.store.list_connections(&tenant).await? }))
+}
+
+async fn connect_with_code(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    ApiJson(request): ApiJson<DidomiConfig>,
+) -> Result<(StatusCode, Json<ConnectResult>), ApiError> {
+    Ok((StatusCode::CREATED, Json(didomi::connect(&deps, &tenant, request).await?)))
+}
+
+async fn get_connection(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<Json<Connection>, ApiError> {
+    Ok(Json(owned_connection(&deps, &tenant, &id).await?))
+}
+
+async fn delete_connection(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<Json<Connection>, ApiError> {
+    let connection = owned_connection(&deps, &tenant, &id).await?;
+    Ok(Json(uninstall::uninstall(&deps, connection).await?))
+}
+
+async fn get_config(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<Json<VersionedConfig>, ApiError> {
+    let connection = owned_connection(&deps, &tenant, &id).await?;
+    Ok(Json(configs::get(&deps, &connection).await?))
+}
+
+async fn put_config(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    ApiJson(update): ApiJson<VersionedConfig>,
+) -> Result<Json<VersionedConfig>, ApiError> {
+    let connection = owned_connection(&deps, &tenant, &id).await?;
+    Ok(Json(configs::save(&deps, &connection, &update).await?))
+}
+
+#[derive(Serialize)]
+struct ValidationResult {
+    valid: bool,
+    problems: Vec<ConfigProblem>,
+}
+
+async fn validate_config(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    ApiJson(config): ApiJson<ConnectionConfig>,
+) -> Result<Json<ValidationResult>, ApiError> {
+    let connection = owned_connection(&deps, &tenant, &id).await?;
+    let problems = configs::validate(&deps, &connection, &config).await?;
+    Ok(Json(ValidationResult { valid: problems.is_empty(), problems }))
+}
+
+/// Cached schemas by object; each carries its properties and when they were read.
+#[derive(Serialize)]
+struct SchemaView {
+    schemas: BTreeMap<ObjectType, PropertySchema>,
+}
+
+async fn get_schema(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<Json<SchemaView>, ApiError> {
+    let connection = owned_connection(&deps, &tenant, &id).await?;
+    Ok(Json(SchemaView { schemas: schemas::cached(&deps, &connection).await? }))
+}
+
+async fn refresh_schema(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<Json<SchemaView>, ApiError> {
+    let connection = owned_connection(&deps, &tenant, &id).await?;
+    Ok(Json(SchemaView { schemas: schemas::refresh(&deps, &connection, &ObjectType::ALL).await? }))
+}

@@ -1,0 +1,143 @@
+//! hubsync on one machine, with no AWS account: the routes of every function on one port, the
+//! embedded store, secrets from local config, and the HubSpot simulator (or a real HubSpot).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::routing::get;
+use base64::Engine;
+use hubsync::adapters::{MemoryStore, StaticSecrets};
+use hubsync::deps::Deps;
+use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId, hash_api_key};
+use hubsync::hubspot::HubSpotClient;
+use hubsync::ports::{AppSecrets, Store, SystemClock};
+use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settings};
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+/// The demo tenant's console API key, so the README's curl commands work as written.
+pub const DEMO_API_KEY: &str = "hsk_local_demo";
+pub const DEMO_TENANT: &str = "demo";
+
+pub struct LocalOptions {
+    /// Where hubsync listens (127.0.0.1:8080 by default).
+    pub addr: SocketAddr,
+    /// Where the simulator listens, when no real HubSpot is given.
+    pub simulator_addr: SocketAddr,
+    /// A real HubSpot app instead of the simulator.
+    pub real_hubspot: Option<RealHubSpot>,
+}
+
+pub struct RealHubSpot {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// The public callback URL registered in the HubSpot app (HubSpot needs https).
+    pub redirect_uri: String,
+}
+
+pub struct RunningLocal {
+    pub base_url: String,
+    pub deps: Deps,
+    pub simulator: Option<hubspot_sim::RunningSimulator>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RunningLocal {
+    pub async fn shutdown(self) {
+        self.server.abort();
+        if let Some(simulator) = self.simulator {
+            simulator.shutdown().await;
+        }
+    }
+}
+
+fn random_key() -> Secret {
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    Secret::new(base64::engine::general_purpose::STANDARD.encode(key))
+}
+
+pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
+    let listener = TcpListener::bind(options.addr).await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+
+    let (simulator, api_url, app_url, client_id, client_secret, redirect_uri) = match options.real_hubspot {
+        Some(real) => (
+            None,
+            "https://api.hubapi.com".to_string(),
+            "https://app.hubspot.com".to_string(),
+            real.client_id,
+            real.client_secret,
+            real.redirect_uri,
+        ),
+        None => {
+            let sim = hubspot_sim::start_on(hubspot_sim::SimConfig::default(), options.simulator_addr).await?;
+            let url = sim.base_url();
+            (
+                Some(sim),
+                url.clone(),
+                url,
+                "sim-client-id".to_string(),
+                Secret::new("sim-client-secret"),
+                format!("{base_url}/oauth/callback"),
+            )
+        }
+    };
+
+    let settings = Settings {
+        hubspot_api_url: api_url.clone(),
+        hubspot_app_url: app_url.clone(),
+        oauth_redirect_uri: redirect_uri,
+        required_scopes: DEFAULT_REQUIRED_SCOPES.iter().map(|s| s.to_string()).collect(),
+        optional_scopes: DEFAULT_OPTIONAL_SCOPES.iter().map(|s| s.to_string()).collect(),
+        allowed_return_origins: vec![base_url.clone()],
+        allow_shared_portals: false,
+        platform_name: "Platform".into(),
+    };
+    let secrets = AppSecrets {
+        client_id,
+        client_secret,
+        delivery_signing_secret: random_key(),
+        token_encryption_key: random_key(),
+    };
+    let store = Arc::new(MemoryStore::new());
+    seed_demo_tenant(store.as_ref()).await;
+    let hubspot = HubSpotClient::new(&api_url, &app_url).map_err(std::io::Error::other)?;
+    let deps = Deps::new(store, Arc::new(StaticSecrets::new(secrets)), hubspot, settings, Arc::new(SystemClock));
+
+    let app = app(deps.clone());
+    let server = tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "local server stopped");
+        }
+    });
+    Ok(RunningLocal { base_url, deps, simulator, server })
+}
+
+/// Every function's routes on one router, as API Gateway routes them in AWS, plus a page that
+/// stands in for the console's return address.
+pub fn app(deps: Deps) -> Router {
+    Router::new()
+        .route(
+            "/local/return",
+            get(|Query(outcome): Query<serde_json::Map<String, serde_json::Value>>| async move { axum::Json(outcome) }),
+        )
+        .merge(oauth_callback::router(deps.clone()))
+        .merge(console_api::router(deps))
+}
+
+async fn seed_demo_tenant(store: &dyn Store) {
+    let now = time::OffsetDateTime::now_utc();
+    let tenant = Tenant { id: TenantId::new(DEMO_TENANT), name: "Demo".into(), created_at: now };
+    store.put_tenant(&tenant).await.expect("embedded store");
+    let key = ApiKeyRecord {
+        key_id: "local".into(),
+        tenant_id: tenant.id,
+        key_hash: hash_api_key(DEMO_API_KEY),
+        label: "local runner demo key".into(),
+        created_at: now,
+    };
+    store.put_api_key(&key).await.expect("embedded store");
+}

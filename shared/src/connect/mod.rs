@@ -1,0 +1,4 @@
+pub mod calls;
+pub mod install;
+pub mod tokens;
+pub mod vault;

@@ -1,0 +1,213 @@
+//! Hands every caller a valid access token for a connection.
+//!
+//! Tokens are refreshed ahead of expiry. Across all concurrent Lambdas only one refresh runs per
+//! connection at a time (the store's refresh lease); the others wait for its result instead of
+//! refreshing too, because HubSpot invalidates nothing on refresh but every refresh costs a call
+//! and races would store tokens out of order. A refresh token HubSpot refuses marks the connection
+//! `needs_reauth`, so its jobs wait instead of failing one by one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::connect::vault::{OAuthTokens, TokenVault};
+use crate::domain::{ConnectionId, ConnectionStatus, Secret, TokenRecord};
+use crate::hubspot::{ErrorClass, HubSpotClient, HubSpotError};
+use crate::ports::{Clock, SecretSource, Store, StoreError};
+
+/// Refresh this long before HubSpot's expiry, so no call starts with a token about to die.
+pub const REFRESH_AHEAD: Duration = Duration::minutes(5);
+/// How long one refresh may hold the lease; a crashed holder releases it by expiry.
+const LEASE_TTL: Duration = Duration::seconds(30);
+/// How long a caller waits for another's refresh before giving up (retryable).
+const WAIT_FOR_REFRESH: StdDuration = StdDuration::from_secs(10);
+const POLL_EVERY: StdDuration = StdDuration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("connection {0} has no stored tokens: install the HubSpot app")]
+    NotConnected(ConnectionId),
+    /// HubSpot refused the refresh token: the tenant must install the app again.
+    #[error("connection {0} needs to be re-authorised: install the HubSpot app again")]
+    NeedsReauth(ConnectionId),
+    /// Temporary: HubSpot or the store failed, or another refresh took too long. Retry later.
+    #[error("no valid token right now: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for TokenError {
+    fn from(err: StoreError) -> Self {
+        TokenError::Unavailable(err.to_string())
+    }
+}
+
+pub struct TokenProvider {
+    store: Arc<dyn Store>,
+    secrets: Arc<dyn SecretSource>,
+    hubspot: HubSpotClient,
+    clock: Arc<dyn Clock>,
+    /// Decrypted tokens this instance already holds, so a warm Lambda reads the store rarely.
+    cache: Mutex<HashMap<ConnectionId, (Secret, OffsetDateTime)>>,
+}
+
+impl TokenProvider {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn SecretSource>,
+        hubspot: HubSpotClient,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        TokenProvider { store, secrets, hubspot, clock, cache: Mutex::new(HashMap::new()) }
+    }
+
+    async fn vault(&self) -> Result<TokenVault, TokenError> {
+        let secrets = self.secrets.app_secrets().await.map_err(|e| TokenError::Unavailable(e.to_string()))?;
+        TokenVault::new(&secrets.token_encryption_key).map_err(|e| TokenError::Unavailable(e.to_string()))
+    }
+
+    fn is_fresh(&self, expires_at: OffsetDateTime) -> bool {
+        expires_at - self.clock.now() > REFRESH_AHEAD
+    }
+
+    /// Seals and stores freshly issued tokens (after an install or a refresh).
+    pub async fn store_tokens(
+        &self,
+        connection: &ConnectionId,
+        tokens: &OAuthTokens,
+        expires_in_secs: u64,
+    ) -> Result<(), TokenError> {
+        let vault = self.vault().await?;
+        let access_expires_at = self.clock.now() + Duration::seconds(expires_in_secs as i64);
+        let record = TokenRecord {
+            connection_id: connection.clone(),
+            sealed: vault.seal(connection, tokens),
+            access_expires_at,
+        };
+        self.store.put_tokens(&record).await?;
+        self.remember(connection, &tokens.access_token, access_expires_at);
+        Ok(())
+    }
+
+    /// A valid access token for the connection.
+    pub async fn access_token(&self, connection: &ConnectionId) -> Result<Secret, TokenError> {
+        if let Some((token, expires_at)) = self.cached(connection)
+            && self.is_fresh(expires_at)
+        {
+            return Ok(token);
+        }
+        let (tokens, expires_at) = self.load(connection).await?;
+        if self.is_fresh(expires_at) {
+            self.remember(connection, &tokens.access_token, expires_at);
+            return Ok(tokens.access_token);
+        }
+        self.refresh(connection, None).await
+    }
+
+    /// HubSpot answered 401 to `rejected`: refresh now, unless someone already replaced it.
+    pub async fn token_rejected(&self, connection: &ConnectionId, rejected: &Secret) -> Result<Secret, TokenError> {
+        self.forget(connection);
+        self.refresh(connection, Some(rejected)).await
+    }
+
+    /// Drops what this instance remembers (after an uninstall).
+    pub fn forget(&self, connection: &ConnectionId) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(connection);
+    }
+
+    /// The refresh token, for revoking it at uninstall.
+    pub async fn refresh_token(&self, connection: &ConnectionId) -> Result<Secret, TokenError> {
+        Ok(self.load(connection).await?.0.refresh_token)
+    }
+
+    fn cached(&self, connection: &ConnectionId) -> Option<(Secret, OffsetDateTime)> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(connection).cloned()
+    }
+
+    fn remember(&self, connection: &ConnectionId, token: &Secret, expires_at: OffsetDateTime) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(connection.clone(), (token.clone(), expires_at));
+    }
+
+    async fn load(&self, connection: &ConnectionId) -> Result<(OAuthTokens, OffsetDateTime), TokenError> {
+        let record =
+            self.store.get_tokens(connection).await?.ok_or_else(|| TokenError::NotConnected(connection.clone()))?;
+        let tokens =
+            self.vault().await?.open(connection, &record.sealed).map_err(|e| TokenError::Unavailable(e.to_string()))?;
+        Ok((tokens, record.access_expires_at))
+    }
+
+    /// Whether the stored token is one a caller can use instead of refreshing.
+    fn usable(&self, tokens: &OAuthTokens, expires_at: OffsetDateTime, rejected: Option<&Secret>) -> bool {
+        match rejected {
+            Some(rejected) => &tokens.access_token != rejected,
+            None => self.is_fresh(expires_at),
+        }
+    }
+
+    async fn refresh(&self, connection: &ConnectionId, rejected: Option<&Secret>) -> Result<Secret, TokenError> {
+        let holder = uuid::Uuid::new_v4().to_string();
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_REFRESH;
+        loop {
+            let (tokens, expires_at) = self.load(connection).await?;
+            if self.usable(&tokens, expires_at, rejected) {
+                self.remember(connection, &tokens.access_token, expires_at);
+                return Ok(tokens.access_token);
+            }
+            if self.store.acquire_refresh_lease(connection, &holder, self.clock.now(), LEASE_TTL).await? {
+                let result = self.refresh_holding_lease(connection, rejected).await;
+                self.store.release_refresh_lease(connection, &holder).await?;
+                return result;
+            }
+            // Someone else is refreshing: wait for their result rather than refresh twice.
+            if tokio::time::Instant::now() >= deadline {
+                return Err(TokenError::Unavailable("another refresh of this connection is taking too long".into()));
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    async fn refresh_holding_lease(
+        &self,
+        connection: &ConnectionId,
+        rejected: Option<&Secret>,
+    ) -> Result<Secret, TokenError> {
+        // Re-read under the lease: the previous holder may have refreshed a moment ago.
+        let (tokens, expires_at) = self.load(connection).await?;
+        if self.usable(&tokens, expires_at, rejected) {
+            return Ok(tokens.access_token);
+        }
+        let secrets = self.secrets.app_secrets().await.map_err(|e| TokenError::Unavailable(e.to_string()))?;
+        match self.hubspot.refresh_token(&secrets.client_id, &secrets.client_secret, &tokens.refresh_token).await {
+            Ok(fresh) => {
+                // HubSpot may or may not rotate the refresh token: keep whatever it returns.
+                let renewed = OAuthTokens { access_token: fresh.access_token, refresh_token: fresh.refresh_token };
+                self.store_tokens(connection, &renewed, fresh.expires_in).await?;
+                Ok(renewed.access_token)
+            }
+            Err(err) if refused_refresh_token(&err) => {
+                self.mark_needs_reauth(connection).await?;
+                Err(TokenError::NeedsReauth(connection.clone()))
+            }
+            Err(err) => Err(TokenError::Unavailable(err.to_string())),
+        }
+    }
+
+    async fn mark_needs_reauth(&self, connection: &ConnectionId) -> Result<(), TokenError> {
+        if let Some(mut record) = self.store.get_connection(connection).await?
+            && record.status == ConnectionStatus::Active
+        {
+            record.status = ConnectionStatus::NeedsReauth;
+            record.updated_at = self.clock.now();
+            self.store.put_connection(&record).await?;
+        }
+        self.forget(connection);
+        tracing::warn!(connection = %connection, "HubSpot refused the refresh token; connection needs re-authorisation");
+        Ok(())
+    }
+}
+
+/// A refresh token HubSpot will never accept again (revoked, uninstalled, invalid).
+fn refused_refresh_token(err: &HubSpotError) -> bool {
+    err.class() != ErrorClass::Retryable
+}

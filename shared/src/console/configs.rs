@@ -1,0 +1,77 @@
+//! Reading, checking and saving a connection's config.
+
+use crate::connect::calls::with_token;
+use crate::console::schemas;
+use crate::deps::Deps;
+use crate::domain::mapping::{ConfigProblem, check_config};
+use crate::domain::{Connection, ConnectionConfig, ObjectType, VersionedConfig};
+use crate::http::ApiError;
+use crate::hubspot::PropertyCreate;
+
+/// The saved config, or an empty one at version 0 before the first save.
+pub async fn get(deps: &Deps, connection: &Connection) -> Result<VersionedConfig, ApiError> {
+    Ok(deps
+        .store
+        .get_config(&connection.id)
+        .await?
+        .unwrap_or(VersionedConfig { version: 0, config: ConnectionConfig::default() }))
+}
+
+/// Every problem of `config` against the portal's schema; nothing is saved.
+pub async fn validate(
+    deps: &Deps,
+    connection: &Connection,
+    config: &ConnectionConfig,
+) -> Result<Vec<ConfigProblem>, ApiError> {
+    let mut objects: Vec<ObjectType> = config.objects.keys().copied().collect();
+    if config.options.bidirectional_counter_property.is_some() && !objects.contains(&ObjectType::Contacts) {
+        objects.push(ObjectType::Contacts);
+    }
+    let schemas = schemas::for_objects(deps, connection, &objects).await?;
+    Ok(check_config(config, &schemas))
+}
+
+/// Saves over the version the caller read, if the config has no problem. Enabling the
+/// bidirectional flow creates its counter property in the portal first.
+pub async fn save(deps: &Deps, connection: &Connection, update: &VersionedConfig) -> Result<VersionedConfig, ApiError> {
+    let problems = validate(deps, connection, &update.config).await?;
+    if !problems.is_empty() {
+        return Err(ApiError::InvalidConfig(problems));
+    }
+    if let Some(counter) = &update.config.options.bidirectional_counter_property {
+        ensure_counter_property(deps, connection, counter).await?;
+    }
+    let version = deps.store.put_config(&connection.id, &update.config, update.version).await?;
+    tracing::info!(connection = %connection.id, version, "config saved");
+    Ok(VersionedConfig { version, config: update.config.clone() })
+}
+
+/// Creates the number property a HubSpot workflow increments to ask for a pull ("<Platform>
+/// Changed"), unless the portal has it.
+async fn ensure_counter_property(deps: &Deps, connection: &Connection, name: &str) -> Result<(), ApiError> {
+    let contacts = schemas::for_objects(deps, connection, &[ObjectType::Contacts]).await?;
+    if contacts.get(&ObjectType::Contacts).is_some_and(|props| props.iter().any(|p| p.name == name)) {
+        return Ok(());
+    }
+    let property = PropertyCreate {
+        name: name.to_string(),
+        label: format!("{} Changed", deps.settings.platform_name),
+        property_type: "number".into(),
+        field_type: "number".into(),
+        group_name: "contactinformation".into(),
+        description: Some(format!(
+            "Incremented by a HubSpot workflow to send this contact to {}.",
+            deps.settings.platform_name
+        )),
+        options: vec![],
+        has_unique_value: false,
+    };
+    with_token(deps, &connection.id, |token| {
+        let property = property.clone();
+        async move { deps.hubspot.create_property(&token, ObjectType::Contacts, &property).await }
+    })
+    .await?;
+    tracing::info!(connection = %connection.id, property = name, "created the bidirectional counter property");
+    schemas::refresh(deps, connection, &[ObjectType::Contacts]).await?;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! What the console API does, independent of HTTP: authentication, connections, configs,
+//! property schemas and uninstall. The console-api function maps these onto routes.
+
+pub mod auth;
+pub mod configs;
+pub mod didomi;
+pub mod schemas;
+pub mod uninstall;
+
+use crate::connect::calls::CallError;
+use crate::connect::tokens::TokenError;
+use crate::http::ApiError;
+
+impl From<CallError> for ApiError {
+    fn from(err: CallError) -> Self {
+        match err {
+            CallError::Token(TokenError::NeedsReauth(_) | TokenError::NotConnected(_)) => ApiError::NeedsReauth,
+            CallError::Token(other) => ApiError::HubSpot(format!("HubSpot is unavailable: {other}")),
+            CallError::HubSpot(err) => ApiError::HubSpot(format!("HubSpot refused the request: {err}")),
+        }
+    }
+}

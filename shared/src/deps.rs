@@ -1,0 +1,47 @@
+//! Everything a function needs, built once per cold start and shared by every invocation.
+
+use std::sync::Arc;
+
+use crate::adapters::{DynamoStore, SecretsManagerSource, load_aws_config};
+use crate::connect::tokens::TokenProvider;
+use crate::hubspot::HubSpotClient;
+use crate::ports::{Clock, SecretSource, Store, SystemClock};
+use crate::settings::Settings;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub hubspot: HubSpotClient,
+    pub tokens: Arc<TokenProvider>,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Deps {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn SecretSource>,
+        hubspot: HubSpotClient,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let tokens = Arc::new(TokenProvider::new(store.clone(), secrets.clone(), hubspot.clone(), clock.clone()));
+        Deps { store, secrets, hubspot, tokens, settings: Arc::new(settings), clock }
+    }
+
+    /// The production wiring: DynamoDB, Secrets Manager and HubSpot, named by the environment
+    /// that template.yaml sets (`HUBSYNC_TABLE`, `HUBSYNC_APP_SECRET_ID`, `HUBSYNC_*`).
+    pub async fn from_env() -> Result<Deps, BoxError> {
+        let required = |name: &str| std::env::var(name).map_err(|_| format!("environment variable {name} is required"));
+        let settings = Settings::from_env()?;
+        let aws = load_aws_config().await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), required("HUBSYNC_TABLE")?);
+        let secrets =
+            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&aws), required("HUBSYNC_APP_SECRET_ID")?);
+        let hubspot = HubSpotClient::new(&settings.hubspot_api_url, &settings.hubspot_app_url)?;
+        Ok(Deps::new(Arc::new(store), Arc::new(secrets), hubspot, settings, Arc::new(SystemClock)))
+    }
+}

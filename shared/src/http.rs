@@ -1,0 +1,123 @@
+//! The one place where errors become HTTP responses. Clients get a stable JSON shape and a
+//! message that helps them; internals (store or HubSpot details) are logged, never shown.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use reqwest::Url;
+
+use crate::domain::mapping::ConfigProblem;
+use crate::ports::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("a valid API key is required: send it as `Authorization: Bearer <key>`")]
+    Unauthorized,
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the config has {} problem(s)", .0.len())]
+    InvalidConfig(Vec<ConfigProblem>),
+    /// HubSpot refused or failed; the message is safe to show (no tokens, no internals).
+    #[error("{0}")]
+    HubSpot(String),
+    #[error("the connection needs to be re-authorised: install the HubSpot app again")]
+    NeedsReauth,
+    /// Anything the client can do nothing about. The detail is logged with a reference.
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problems: Option<&'a [ConfigProblem]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::InvalidConfig(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
+            ApiError::HubSpot(_) => (StatusCode::BAD_GATEWAY, "hubspot_error"),
+            ApiError::NeedsReauth => (StatusCode::CONFLICT, "needs_reauth"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let reference = match &self {
+            ApiError::Internal(detail) => {
+                let reference = uuid::Uuid::new_v4().to_string();
+                tracing::error!(%reference, %detail, "internal error");
+                Some(reference)
+            }
+            _ => None,
+        };
+        let problems = match &self {
+            ApiError::InvalidConfig(problems) => Some(problems.as_slice()),
+            _ => None,
+        };
+        let body = ErrorBody { error: ErrorDetail { code, message: self.to_string(), problems, reference } };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::VersionConflict { expected, actual } => ApiError::Conflict(format!(
+                "the config changed since you read it (you sent version {expected}, it is now {actual}): \
+                 reload it, re-apply your change and save again"
+            )),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A JSON body whose rejections (bad JSON, wrong shape, wrong content type) use [`ApiError`]'s
+/// shape, with serde's explanation of what was wrong.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(ApiError::BadRequest(rejection_message(rejection))),
+        }
+    }
+}
+
+fn rejection_message(rejection: JsonRejection) -> String {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            "send the body as JSON with `Content-Type: application/json`".into()
+        }
+        other => format!("the request body is not valid: {}", other.body_text()),
+    }
+}

@@ -1,0 +1,231 @@
+//! The HTTP side of the client: one `reqwest::Client` per cold start, base URLs that tests and
+//! the local runner point at the simulator, size-limited bodies, and HubSpot's error mapping.
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use super::error::HubSpotError;
+use super::rate_limit::RateLimit;
+use crate::domain::Secret;
+
+/// HubSpot's API host.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.hubapi.com";
+/// HubSpot's app host, where users see the consent page.
+pub const DEFAULT_APP_BASE_URL: &str = "https://app.hubspot.com";
+
+/// Where each endpoint lives. The legacy paths put the version before the resource
+/// (`/crm/v3/objects/contacts`), the date-versioned ones after the API name
+/// (`/crm/objects/2026-03/contacts`); every path is built here, so that move is one change.
+pub(crate) mod paths {
+    use crate::domain::ObjectType;
+
+    pub const CRM_VERSION: &str = "v3";
+    pub const OAUTH_VERSION: &str = "v3";
+
+    pub fn oauth_token() -> Vec<&'static str> {
+        vec!["oauth", OAUTH_VERSION, "token"]
+    }
+
+    pub fn oauth_introspect() -> Vec<&'static str> {
+        vec!["oauth", OAUTH_VERSION, "token", "introspect"]
+    }
+
+    pub fn oauth_revoke() -> Vec<&'static str> {
+        vec!["oauth", OAUTH_VERSION, "token", "revoke"]
+    }
+
+    /// On the app host, not the API host.
+    pub fn oauth_authorize() -> Vec<&'static str> {
+        vec!["oauth", "authorize"]
+    }
+
+    pub fn objects(object: ObjectType) -> Vec<&'static str> {
+        vec!["crm", CRM_VERSION, "objects", object.api_name()]
+    }
+
+    pub fn object(object: ObjectType, id: &str) -> Vec<&str> {
+        vec!["crm", CRM_VERSION, "objects", object.api_name(), id]
+    }
+
+    pub fn batch(object: ObjectType, action: &'static str) -> Vec<&'static str> {
+        vec!["crm", CRM_VERSION, "objects", object.api_name(), "batch", action]
+    }
+
+    pub fn properties(object: ObjectType) -> Vec<&'static str> {
+        vec!["crm", CRM_VERSION, "properties", object.api_name()]
+    }
+}
+
+/// How the client is built. `Default` is production HubSpot.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub api_base_url: String,
+    pub app_base_url: String,
+    /// The whole request, body included. Lambda timeouts are minutes; a stuck call must not eat one.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Responses larger than this are refused rather than read: a batch of 100 records or a
+    /// portal's property list is well under 1 MB.
+    pub max_response_bytes: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            api_base_url: DEFAULT_API_BASE_URL.to_string(),
+            app_base_url: DEFAULT_APP_BASE_URL.to_string(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            max_response_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// The typed HubSpot client. Build it once per cold start and clone it freely: clones share
+/// the connection pool. It holds no per-portal state; calls take the portal's access token.
+///
+/// It never retries: what to do about a failure is the caller's decision, from
+/// [`HubSpotError::class`](super::HubSpotError::class) and the rate-limit headers.
+#[derive(Debug, Clone)]
+pub struct HubSpotClient {
+    http: reqwest::Client,
+    api_base: Url,
+    app_base: Url,
+    max_response_bytes: usize,
+}
+
+/// A successful response, read in full.
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl HubSpotClient {
+    /// A client for HubSpot (or the simulator) at these base URLs, with default timeouts.
+    pub fn new(api_base_url: &str, app_base_url: &str) -> Result<HubSpotClient, HubSpotError> {
+        HubSpotClient::with_options(ClientOptions {
+            api_base_url: api_base_url.to_string(),
+            app_base_url: app_base_url.to_string(),
+            ..ClientOptions::default()
+        })
+    }
+
+    pub fn with_options(options: ClientOptions) -> Result<HubSpotClient, HubSpotError> {
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout)
+            // HubSpot's API does not redirect; following one could send a token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("hubsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HubSpotError::Setup(format!("could not build the HTTP client: {e}")))?;
+        Ok(HubSpotClient {
+            http,
+            api_base: base_url("API", &options.api_base_url)?,
+            app_base: base_url("app", &options.app_base_url)?,
+            max_response_bytes: options.max_response_bytes,
+        })
+    }
+
+    pub(crate) fn api_url(&self, segments: &[&str]) -> Url {
+        join(&self.api_base, segments)
+    }
+
+    pub(crate) fn app_url(&self, segments: &[&str]) -> Url {
+        join(&self.app_base, segments)
+    }
+
+    pub(crate) fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        self.http.request(method, url)
+    }
+
+    /// Sends a request and reads its body (up to the size limit). Any non-2xx status becomes
+    /// a typed error; `secrets` are the credentials the request carries, kept out of errors.
+    pub(crate) async fn execute(
+        &self,
+        operation: &str,
+        request: RequestBuilder,
+        secrets: &[&Secret],
+    ) -> Result<Reply, HubSpotError> {
+        let mut response = request.send().await.map_err(|e| HubSpotError::transport(operation, e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let rate_limit = RateLimit::from_headers(&headers);
+        tracing::debug!(
+            operation,
+            status = status.as_u16(),
+            remaining = rate_limit.and_then(|r| r.remaining),
+            "HubSpot call"
+        );
+
+        let limit = self.max_response_bytes;
+        let too_large = || HubSpotError::ResponseTooLarge { operation: operation.to_string(), limit };
+        if response.content_length().is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| HubSpotError::transport(operation, e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+
+        if status.is_success() {
+            Ok(Reply { status, body, rate_limit })
+        } else {
+            Err(HubSpotError::from_response(operation, status, &headers, &body, secrets))
+        }
+    }
+}
+
+impl Reply {
+    pub fn json<T: DeserializeOwned>(&self, operation: &str) -> Result<T, HubSpotError> {
+        serde_json::from_slice(&self.body).map_err(|e| HubSpotError::invalid_json(operation, &e))
+    }
+}
+
+fn base_url(which: &str, raw: &str) -> Result<Url, HubSpotError> {
+    let url = Url::parse(raw)
+        .map_err(|e| HubSpotError::Setup(format!("the HubSpot {which} base URL `{raw}` is not a URL: {e}")))?;
+    if url.cannot_be_a_base() || !matches!(url.scheme(), "http" | "https") {
+        return Err(HubSpotError::Setup(format!("the HubSpot {which} base URL `{raw}` must be http(s)")));
+    }
+    Ok(url)
+}
+
+/// Appends path segments to a base URL, percent-encoding each one: record ids and property
+/// names go into paths, and a `/` or `?` in one must not change the route.
+fn join(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ObjectType;
+
+    #[test]
+    fn paths_are_appended_to_the_base_and_encoded() {
+        let client = HubSpotClient::new("http://127.0.0.1:9000/", "http://127.0.0.1:9000").unwrap();
+        let url = client.api_url(&paths::object(ObjectType::Deals, "a/b?c"));
+        assert_eq!(url.as_str(), "http://127.0.0.1:9000/crm/v3/objects/deals/a%2Fb%3Fc");
+        let prefixed = HubSpotClient::new("http://host/hubspot", "http://host").unwrap();
+        assert_eq!(prefixed.api_url(&paths::oauth_token()).as_str(), "http://host/hubspot/oauth/v3/token");
+    }
+
+    #[test]
+    fn bad_base_urls_are_setup_errors() {
+        assert!(matches!(HubSpotClient::new("not a url", "https://app.hubspot.com"), Err(HubSpotError::Setup(_))));
+        assert!(matches!(HubSpotClient::new("mailto:x@y.z", "https://app.hubspot.com"), Err(HubSpotError::Setup(_))));
+    }
+}

@@ -1,0 +1,322 @@
+//! Test controls: the operations tests use in process (`Simulator`'s methods), and the same
+//! operations over HTTP under `/_sim/…` for curl, Node and the local runner.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde_json::{Map, Value, json};
+
+use crate::errors::ApiError;
+use crate::faults::{Fault, FaultKind};
+use crate::objects::{self, parse_json};
+use crate::properties::validate;
+use crate::records::Source;
+use crate::state::{DEFAULT_CLIENT_ID, ObjectType, Sim, Tokens, now_ms};
+
+/// A handle on a simulator's state; cheap to clone.
+#[derive(Clone)]
+pub struct Simulator {
+    pub(crate) sim: Sim,
+}
+
+impl Simulator {
+    pub fn add_app(&self, client_id: &str, client_secret: &str) {
+        self.sim.lock().add_app(client_id, client_secret);
+    }
+
+    /// Adds a portal granting `scopes` on install (or changes a known portal's scopes). It
+    /// becomes the portal an authorize request without a portal lands on.
+    pub fn add_portal(&self, hub_id: u64, scopes: &[&str]) {
+        self.sim.lock().add_portal(hub_id, scopes.iter().map(|s| s.to_string()));
+    }
+
+    /// Tokens as a completed install would get them, without the OAuth dance. An unknown
+    /// portal is added with these scopes.
+    pub fn issue_tokens(&self, hub_id: u64, client_id: &str, scopes: &[&str]) -> Tokens {
+        self.try_issue_tokens(hub_id, client_id, scopes.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_else(|e| panic!("hubspot-sim: {e}"))
+    }
+
+    fn try_issue_tokens(&self, hub_id: u64, client_id: &str, scopes: Vec<String>) -> Result<Tokens, String> {
+        let mut state = self.sim.lock();
+        if !state.apps.contains_key(client_id) {
+            return Err(format!("unknown app {client_id}: add it with add_app first"));
+        }
+        if !state.portals.contains_key(&hub_id) {
+            state.add_portal(hub_id, scopes.clone());
+        }
+        Ok(state.mint_tokens(hub_id, client_id, scopes, self.sim.config.access_token_ttl))
+    }
+
+    /// The token's next use answers 401 EXPIRED_AUTHENTICATION.
+    pub fn expire_access_token(&self, access_token: &str) {
+        if let Some(token) = self.sim.lock().access_tokens.get_mut(access_token) {
+            token.expires_at = token.expires_at.min(now_ms() - 1);
+        }
+    }
+
+    /// Requests per rolling 10 s for this portal (each app has its own window).
+    pub fn set_rate_limit(&self, hub_id: u64, per_10s: u32) {
+        let mut state = self.sim.lock();
+        if let Some(portal) = state.portals.get_mut(&hub_id) {
+            portal.rate_limit = Some(per_10s);
+        }
+    }
+
+    pub fn inject_fault(&self, fault: Fault) {
+        self.sim.lock().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.sim.lock().faults.clear();
+    }
+
+    /// How many requests reached `method` + `path_pattern`: a route pattern
+    /// (`/crm/v3/objects/{objectType}/batch/upsert`) or a concrete path
+    /// (`/crm/v3/objects/contacts/batch/upsert`). Faulted and refused requests count.
+    pub fn request_count(&self, method: &str, path_pattern: &str) -> u64 {
+        let key = (method.to_ascii_uppercase(), path_pattern.to_string());
+        self.sim.lock().request_counts.get(&key).copied().unwrap_or_default()
+    }
+
+    /// Creates a record as if it had been in the portal already (source `IMPORT`); it may set
+    /// read-only properties such as `createdate` or `lastmodifieddate` to stage old data.
+    /// Returns the new record's id.
+    pub fn seed(&self, hub_id: u64, object_type: &str, properties: Value) -> String {
+        self.try_seed(hub_id, object_type, &properties).unwrap_or_else(|e| panic!("hubspot-sim: seed: {e}"))
+    }
+
+    fn try_seed(&self, hub_id: u64, object_type: &str, properties: &Value) -> Result<String, ApiError> {
+        let object_type = objects::object_type(object_type)?;
+        let mut state = self.sim.lock();
+        let hub = &mut state.portals.get_mut(&hub_id).ok_or_else(|| unknown_portal(hub_id))?.hub;
+        let values = validate(hub.properties(object_type), &as_map(properties)?, true)
+            .map_err(|p| ApiError::invalid_properties(&p))?;
+        if let Some((name, id)) = hub.unique_conflict(object_type, &values, None) {
+            return Err(ApiError::conflict(format!("{name} already belongs to record {id}")));
+        }
+        Ok(hub.create(object_type, &values, Source::Import, now_ms()).to_string())
+    }
+
+    /// Everything stored about a record (archived ones included): properties, timestamps,
+    /// `propertiesWithHistory` with each write's source, and `version`.
+    pub fn record(&self, hub_id: u64, object_type: &str, id: &str) -> Option<Value> {
+        let object_type = ObjectType::parse(object_type)?;
+        let state = self.sim.lock();
+        let record = state.portals.get(&hub_id)?.hub.record(object_type, id.parse().ok()?)?;
+        Some(record.to_full_json(object_type))
+    }
+
+    /// Every record of a type, archived ones included, in id order.
+    pub fn records(&self, hub_id: u64, object_type: &str) -> Vec<Value> {
+        let Some(object_type) = ObjectType::parse(object_type) else { return Vec::new() };
+        let state = self.sim.lock();
+        let Some(portal) = state.portals.get(&hub_id) else { return Vec::new() };
+        portal.hub.records(object_type).map(|r| r.to_full_json(object_type)).collect()
+    }
+
+    /// Changes a record as a person would in HubSpot's UI (source `CRM_UI`, the portal's user).
+    pub fn edit_as_user(&self, hub_id: u64, object_type: &str, id: &str, properties: Value) {
+        self.try_edit_as_user(hub_id, object_type, id, &properties)
+            .unwrap_or_else(|e| panic!("hubspot-sim: edit: {e}"));
+    }
+
+    fn try_edit_as_user(
+        &self,
+        hub_id: u64,
+        object_type: &str,
+        id: &str,
+        properties: &Value,
+    ) -> Result<Value, ApiError> {
+        let object_type = objects::object_type(object_type)?;
+        let mut state = self.sim.lock();
+        let portal = state.portals.get_mut(&hub_id).ok_or_else(|| unknown_portal(hub_id))?;
+        let source = Source::User { user_id: portal.user_id };
+        let hub = &mut portal.hub;
+        let record_id = id.parse().ok().filter(|&i| hub.live(object_type, i).is_some());
+        let record_id = record_id.ok_or_else(|| ApiError::not_found(format!("no live {} {id}", object_type.name())))?;
+        let values = validate(hub.properties(object_type), &as_map(properties)?, false)
+            .map_err(|p| ApiError::invalid_properties(&p))?;
+        if let Some((name, other)) = hub.unique_conflict(object_type, &values, Some(record_id)) {
+            return Err(ApiError::conflict(format!("{name} already belongs to record {other}")));
+        }
+        hub.update(object_type, record_id, &values, source, now_ms());
+        Ok(hub.record(object_type, record_id).expect("updated").to_full_json(object_type))
+    }
+
+    /// While `true`, the authorize step redirects with `error=access_denied`, as if the
+    /// person declined the install.
+    pub fn authorize_denies(&self, deny: bool) {
+        self.sim.lock().deny_authorize = deny;
+    }
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator").finish_non_exhaustive()
+    }
+}
+
+fn unknown_portal(hub_id: u64) -> ApiError {
+    ApiError::not_found(format!("no portal {hub_id}: add it with add_portal"))
+}
+
+fn as_map(properties: &Value) -> Result<Map<String, Value>, ApiError> {
+    match properties {
+        Value::Object(map) => Ok(map.clone()),
+        Value::Null => Ok(Map::new()),
+        _ => Err(ApiError::bad_request("properties must be a JSON object")),
+    }
+}
+
+fn field<'a>(body: &'a Value, name: &str) -> Result<&'a Value, ApiError> {
+    body.get(name).filter(|v| !v.is_null()).ok_or_else(|| ApiError::bad_request(format!("`{name}` is required")))
+}
+
+fn string_list(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// Fault JSON: `{"kind": "too_many_requests" | "server_error" | "latency" | "drop_connection",
+/// "status": 503, "latency_ms": 3000, "rate": 1.0, "path_prefix": "/crm", "remaining": 2}`.
+fn fault_from_json(body: &Value) -> Result<Fault, ApiError> {
+    let kind = match field(body, "kind")?.as_str().unwrap_or_default() {
+        "too_many_requests" => FaultKind::TooManyRequests,
+        "server_error" => FaultKind::ServerError(body.get("status").and_then(Value::as_u64).unwrap_or(500) as u16),
+        "latency" => FaultKind::Latency(Duration::from_millis(field(body, "latency_ms")?.as_u64().unwrap_or(0))),
+        "drop_connection" => FaultKind::DropConnection,
+        other => return Err(ApiError::bad_request(format!("unknown fault kind {other}"))),
+    };
+    Ok(Fault {
+        kind,
+        rate: body.get("rate").and_then(Value::as_f64).unwrap_or(1.0).clamp(0.0, 1.0),
+        path_prefix: body.get("path_prefix").and_then(Value::as_str).map(str::to_string),
+        remaining: body.get("remaining").and_then(Value::as_u64),
+    })
+}
+
+fn handle(sim: &Sim) -> Simulator {
+    Simulator { sim: sim.clone() }
+}
+
+fn ok() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn add_app(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let id = field(&body, "client_id")?.as_str().unwrap_or_default();
+    let secret = field(&body, "client_secret")?.as_str().unwrap_or_default();
+    handle(&sim).add_app(id, secret);
+    Ok(ok())
+}
+
+async fn add_portal(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let hub_id = field(&body, "hub_id")?.as_u64().ok_or_else(|| ApiError::bad_request("hub_id must be a number"))?;
+    let scopes = string_list(body.get("scopes"));
+    handle(&sim).add_portal(hub_id, &scopes.iter().map(String::as_str).collect::<Vec<_>>());
+    Ok(ok())
+}
+
+async fn issue_tokens(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let hub_id = field(&body, "hub_id")?.as_u64().ok_or_else(|| ApiError::bad_request("hub_id must be a number"))?;
+    let client_id = body.get("client_id").and_then(Value::as_str).unwrap_or(DEFAULT_CLIENT_ID);
+    let scopes = match body.get("scopes") {
+        Some(list) => string_list(Some(list)),
+        None => sim.lock().portals.get(&hub_id).map(|p| p.scopes.iter().cloned().collect()).unwrap_or_default(),
+    };
+    let tokens = handle(&sim).try_issue_tokens(hub_id, client_id, scopes).map_err(ApiError::bad_request)?;
+    Ok(axum::Json(tokens).into_response())
+}
+
+async fn expire_token(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    handle(&sim).expire_access_token(field(&body, "access_token")?.as_str().unwrap_or_default());
+    Ok(ok())
+}
+
+async fn set_rate_limit(State(sim): State<Sim>, Path(hub_id): Path<u64>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let per_10s = field(&body, "per_10s")?.as_u64().ok_or_else(|| ApiError::bad_request("per_10s must be a number"))?;
+    handle(&sim).set_rate_limit(hub_id, per_10s as u32);
+    Ok(ok())
+}
+
+async fn inject_fault(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
+    handle(&sim).inject_fault(fault_from_json(&parse_json(&body)?)?);
+    Ok(ok())
+}
+
+async fn clear_faults(State(sim): State<Sim>) -> Response {
+    handle(&sim).clear_faults();
+    ok()
+}
+
+async fn request_count(State(sim): State<Sim>, Query(query): Query<Vec<(String, String)>>) -> Response {
+    let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let count = handle(&sim).request_count(&get("method"), &get("path"));
+    axum::Json(json!({ "count": count })).into_response()
+}
+
+async fn seed(
+    State(sim): State<Sim>,
+    Path((hub_id, object)): Path<(u64, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let id = handle(&sim).try_seed(hub_id, &object, body.get("properties").unwrap_or(&Value::Null))?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
+}
+
+async fn records(State(sim): State<Sim>, Path((hub_id, object)): Path<(u64, String)>) -> Response {
+    axum::Json(json!({ "results": handle(&sim).records(hub_id, &object) })).into_response()
+}
+
+async fn record(
+    State(sim): State<Sim>,
+    Path((hub_id, object, id)): Path<(u64, String, String)>,
+) -> Result<Response, ApiError> {
+    let record =
+        handle(&sim).record(hub_id, &object, &id).ok_or_else(|| ApiError::not_found(format!("no record {id}")))?;
+    Ok(axum::Json(record).into_response())
+}
+
+async fn edit_as_user(
+    State(sim): State<Sim>,
+    Path((hub_id, object, id)): Path<(u64, String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let record = handle(&sim).try_edit_as_user(hub_id, &object, &id, body.get("properties").unwrap_or(&Value::Null))?;
+    Ok(axum::Json(record).into_response())
+}
+
+async fn authorize_denies(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    handle(&sim).authorize_denies(field(&body, "deny")?.as_bool().unwrap_or(false));
+    Ok(ok())
+}
+
+pub fn routes() -> Router<Sim> {
+    Router::new()
+        .route("/_sim/apps", post(add_app))
+        .route("/_sim/portals", post(add_portal))
+        .route("/_sim/portals/{hubId}/rate-limit", put(set_rate_limit))
+        .route("/_sim/portals/{hubId}/objects/{objectType}", get(records).post(seed))
+        .route("/_sim/portals/{hubId}/objects/{objectType}/{objectId}", get(record).patch(edit_as_user))
+        .route("/_sim/tokens", post(issue_tokens))
+        .route("/_sim/tokens/expire", post(expire_token))
+        .route("/_sim/faults", post(inject_fault).delete(clear_faults))
+        .route("/_sim/requests", get(request_count))
+        .route("/_sim/authorize-denies", put(authorize_denies))
+}

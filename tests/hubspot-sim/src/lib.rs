@@ -1,0 +1,193 @@
+//! A stateful HubSpot simulator for hubsync's tests and local runner.
+//!
+//! It serves, on 127.0.0.1, the parts of HubSpot's public API a sync connector uses, with
+//! HubSpot's status codes, error bodies and headers: OAuth (authorize, token, introspection,
+//! revocation), CRM objects (contacts, companies, deals, line items) with their batch
+//! endpoints and search, the Properties API, bearer-token scopes and the rate limits. Tests
+//! drive it through [`RunningSimulator`]'s methods (seed data, edit as a person, expire
+//! tokens, inject faults); the same controls are served over HTTP under `/_sim/`.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let sim = hubspot_sim::start(hubspot_sim::SimConfig::default()).await?;
+//! let tokens = sim.issue_tokens(1000, "sim-client-id", &["crm.objects.contacts.read"]);
+//! // point a client at sim.base_url() with tokens.access_token …
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod auth;
+mod errors;
+mod faults;
+mod oauth;
+mod objects;
+mod properties;
+mod ratelimit;
+mod records;
+mod search;
+mod state;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use admin::Simulator;
+pub use faults::{Fault, FaultKind};
+pub use objects::BATCH_LIMIT;
+pub use state::{
+    ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PORTAL, OmittedOnUpsert, SimConfig, Tokens,
+};
+
+use state::{Shared, Sim};
+
+/// Starts a simulator on 127.0.0.1 with a free port.
+pub async fn start(config: SimConfig) -> std::io::Result<RunningSimulator> {
+    start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Starts a simulator on `addr` (the binary's `--host`/`--port`).
+pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<RunningSimulator> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let simulator = Simulator { sim: Shared::new(config) };
+    let app = simulator.router();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        // Dropping the RunningSimulator drops `stop`, which also ends the server.
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(err) = served.await {
+            tracing::error!(error = %err, "hubspot-sim stopped");
+        }
+    });
+    Ok(RunningSimulator { simulator, addr, stop, task })
+}
+
+/// A simulator serving on a local port. Its control methods come from [`Simulator`]
+/// (through `Deref`); dropping it stops the server.
+pub struct RunningSimulator {
+    simulator: Simulator,
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RunningSimulator {
+    /// `http://127.0.0.1:PORT`: both the API base (api.hubapi.com) and the app base
+    /// (app.hubspot.com, for `/oauth/authorize`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that outlives borrows of this value (e.g. for a spawned task).
+    pub fn handle(&self) -> Simulator {
+        self.simulator.clone()
+    }
+
+    /// Stops accepting connections and waits for open requests to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+impl std::ops::Deref for RunningSimulator {
+    type Target = Simulator;
+
+    fn deref(&self) -> &Simulator {
+        &self.simulator
+    }
+}
+
+impl std::fmt::Debug for RunningSimulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningSimulator").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Simulator {
+    /// The simulator's HTTP API, for serving it some other way (e.g. inside another router).
+    pub fn router(&self) -> Router {
+        let sim = self.sim.clone();
+        let mut crm = Router::new();
+        // The legacy v3 paths and the date-versioned ones serve the same shapes.
+        for (objects, properties) in
+            [("/crm/v3/objects", "/crm/v3/properties"), ("/crm/objects/2026-03", "/crm/properties/2026-03")]
+        {
+            let t = format!("{objects}/{{objectType}}");
+            crm = crm
+                .route(&t, get(objects::list).post(objects::create))
+                .route(&format!("{t}/{{objectId}}"), get(objects::get).patch(objects::update).delete(objects::archive))
+                .route(&format!("{t}/search"), post(search::search))
+                .route(&format!("{t}/batch/read"), post(objects::batch_read))
+                .route(&format!("{t}/batch/create"), post(objects::batch_create))
+                .route(&format!("{t}/batch/update"), post(objects::batch_update))
+                .route(&format!("{t}/batch/upsert"), post(objects::batch_upsert))
+                .route(&format!("{t}/batch/archive"), post(objects::batch_archive));
+            let p = format!("{properties}/{{objectType}}");
+            crm = crm
+                .route(&p, get(properties::list).post(properties::create))
+                .route(&format!("{p}/groups"), get(properties::groups))
+                .route(
+                    &format!("{p}/{{propertyName}}"),
+                    get(properties::get).patch(properties::update).delete(properties::archive),
+                );
+        }
+        let crm = crm.route_layer(from_fn_with_state(sim.clone(), auth::crm_auth));
+
+        let mut oauth = Router::new()
+            .route("/oauth/authorize", get(oauth::authorize))
+            .route("/oauth/{portalId}/authorize", get(oauth::authorize_pinned))
+            .route("/oauth/v1/access-tokens/{token}", get(oauth::access_token_v1))
+            .route(
+                "/oauth/v1/refresh-tokens/{token}",
+                get(oauth::refresh_token_v1).delete(oauth::revoke_refresh_token_v1),
+            );
+        for version in ["v1", "v3", "2026-03"] {
+            oauth = oauth.route(&format!("/oauth/{version}/token"), post(oauth::token));
+        }
+        for version in ["v3", "2026-03"] {
+            oauth = oauth
+                .route(&format!("/oauth/{version}/token/introspect"), post(oauth::introspect))
+                .route(&format!("/oauth/{version}/token/revoke"), post(oauth::revoke));
+        }
+
+        Router::new()
+            .merge(crm)
+            .merge(oauth)
+            .merge(admin::routes())
+            .fallback(not_found)
+            .layer(from_fn_with_state(sim.clone(), faults::inject))
+            .layer(from_fn_with_state(sim.clone(), count_requests))
+            .with_state(sim)
+    }
+}
+
+async fn not_found(request: Request) -> Response {
+    errors::ApiError::not_found(format!("No route for {} {}", request.method(), request.uri().path())).into_response()
+}
+
+/// Counts every request (by route pattern and by concrete path) and logs it.
+async fn count_requests(State(sim): State<Sim>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let pattern = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    if !path.starts_with("/_sim") {
+        sim.lock().count_request(&method, pattern.as_deref(), &path);
+    }
+    let response = next.run(request).await;
+    tracing::debug!(%method, %path, status = response.status().as_u16(), "hubspot-sim");
+    response
+}

@@ -1,0 +1,303 @@
+//! A portal's CRM data: property definitions and records, with every value stamped with when
+//! and by whom it was written (webhooks and `propertiesWithHistory` need `changeSource`/`sourceId`).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::properties::{PropertyDef, default_properties};
+use crate::state::{ObjectType, iso};
+
+/// Who wrote a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An app through the API (`sourceType: INTEGRATION`, `sourceId`: the app id).
+    Integration { app_id: u64 },
+    /// A person in HubSpot's UI (`sourceType: CRM_UI`, `sourceId: userId:N`).
+    User { user_id: u64 },
+    /// Data that was in the portal before the test started (`sourceType: IMPORT`).
+    Import,
+}
+
+impl Source {
+    pub fn source_type(self) -> &'static str {
+        match self {
+            Source::Integration { .. } => "INTEGRATION",
+            Source::User { .. } => "CRM_UI",
+            Source::Import => "IMPORT",
+        }
+    }
+
+    pub fn source_id(self) -> Option<String> {
+        match self {
+            Source::Integration { app_id } => Some(app_id.to_string()),
+            Source::User { user_id } => Some(format!("userId:{user_id}")),
+            Source::Import => None,
+        }
+    }
+}
+
+/// One written value. An empty value is a clear.
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub value: String,
+    pub timestamp: i64,
+    pub source: Source,
+}
+
+impl Stamped {
+    fn to_json(&self) -> Value {
+        let mut entry = json!({
+            "value": self.value,
+            "timestamp": iso(self.timestamp),
+            "sourceType": self.source.source_type(),
+        });
+        if let Some(id) = self.source.source_id() {
+            entry["sourceId"] = json!(id);
+        }
+        if let Source::User { user_id } = self.source {
+            entry["updatedByUserId"] = json!(user_id);
+        }
+        entry
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub id: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub archived_at: Option<i64>,
+    /// Current values (cleared properties are absent).
+    pub values: BTreeMap<String, Stamped>,
+    /// Every write per property, newest first (HubSpot's property history).
+    pub history: BTreeMap<String, Vec<Stamped>>,
+    /// Bumped by every write that changed something.
+    pub version: u64,
+}
+
+/// Which properties a response shows.
+#[derive(Clone, Copy)]
+pub enum Selection<'a> {
+    /// Every property with a value (write responses).
+    All,
+    /// The object type's defaults (reads that name none).
+    Default,
+    /// The named ones, `null` when unset, plus the identity and timestamp properties.
+    Named(&'a [String]),
+}
+
+impl Record {
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|s| s.value.as_str())
+    }
+
+    pub fn is_archived(&self) -> bool {
+        self.archived_at.is_some()
+    }
+
+    /// The `SimplePublicObject` JSON.
+    pub fn to_json(&self, object_type: ObjectType, selection: Selection, with_history: &[String]) -> Value {
+        let mut properties = Map::new();
+        match selection {
+            Selection::All => {
+                for (name, stamped) in &self.values {
+                    properties.insert(name.clone(), json!(stamped.value));
+                }
+            }
+            Selection::Default => {
+                for name in object_type.default_properties() {
+                    properties.insert(name.to_string(), self.value(name).map_or(Value::Null, |v| json!(v)));
+                }
+            }
+            Selection::Named(names) => {
+                let always = ["createdate", "hs_object_id", object_type.modified_property()];
+                for name in names.iter().map(String::as_str).chain(always) {
+                    properties.insert(name.to_string(), self.value(name).map_or(Value::Null, |v| json!(v)));
+                }
+            }
+        }
+        let mut object = json!({
+            "id": self.id.to_string(),
+            "properties": properties,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+            "archived": self.is_archived(),
+        });
+        if let Some(at) = self.archived_at {
+            object["archivedAt"] = json!(iso(at));
+        }
+        if !with_history.is_empty() {
+            let history: Map<String, Value> = with_history
+                .iter()
+                .map(|name| {
+                    let entries =
+                        self.history.get(name).map(|h| h.iter().map(Stamped::to_json).collect()).unwrap_or_default();
+                    (name.clone(), Value::Array(entries))
+                })
+                .collect();
+            object["propertiesWithHistory"] = Value::Object(history);
+        }
+        object
+    }
+
+    /// Everything stored, for tests (`RunningSimulator::record`).
+    pub fn to_full_json(&self, object_type: ObjectType) -> Value {
+        let names: Vec<String> = self.history.keys().cloned().collect();
+        let mut object = self.to_json(object_type, Selection::All, &names);
+        object["version"] = json!(self.version);
+        object["objectType"] = json!(object_type.name());
+        object["objectTypeId"] = json!(object_type.type_id());
+        object
+    }
+
+    /// Applies writes; returns whether anything changed. Writing the current value again is
+    /// not a change (HubSpot neither records nor notifies it).
+    fn apply(&mut self, object_type: ObjectType, values: &BTreeMap<String, String>, source: Source, now: i64) -> bool {
+        let mut changed = false;
+        for (name, value) in values {
+            let current = self.value(name).unwrap_or_default();
+            if current == value {
+                continue;
+            }
+            let stamped = Stamped { value: value.clone(), timestamp: now, source };
+            self.history.entry(name.clone()).or_default().insert(0, stamped.clone());
+            if value.is_empty() {
+                self.values.remove(name);
+            } else {
+                self.values.insert(name.clone(), stamped);
+            }
+            changed = true;
+        }
+        if changed {
+            // A seed may set the modification time itself (to stage old data).
+            let modified = object_type.modified_property();
+            if !values.contains_key(modified) {
+                let stamped = Stamped { value: now.to_string(), timestamp: now, source };
+                self.history.entry(modified.to_string()).or_default().insert(0, stamped.clone());
+                self.values.insert(modified.to_string(), stamped);
+            }
+            self.updated_at = self.value(modified).and_then(|v| v.parse().ok()).unwrap_or(now);
+            self.version += 1;
+        }
+        changed
+    }
+}
+
+/// One portal's CRM.
+pub struct Hub {
+    properties: BTreeMap<ObjectType, Vec<PropertyDef>>,
+    records: BTreeMap<ObjectType, BTreeMap<u64, Record>>,
+    next_id: u64,
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        let properties = ObjectType::ALL.iter().map(|&t| (t, default_properties(t))).collect();
+        Hub { properties, records: BTreeMap::new(), next_id: 101 }
+    }
+
+    pub fn properties(&self, object_type: ObjectType) -> &[PropertyDef] {
+        self.properties.get(&object_type).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    pub fn property(&self, object_type: ObjectType, name: &str) -> Option<&PropertyDef> {
+        self.properties(object_type).iter().find(|p| p.name == name && !p.archived)
+    }
+
+    pub fn properties_mut(&mut self, object_type: ObjectType) -> &mut Vec<PropertyDef> {
+        self.properties.entry(object_type).or_default()
+    }
+
+    /// Any record, archived or not.
+    pub fn record(&self, object_type: ObjectType, id: u64) -> Option<&Record> {
+        self.records.get(&object_type)?.get(&id)
+    }
+
+    /// A record that is not archived.
+    pub fn live(&self, object_type: ObjectType, id: u64) -> Option<&Record> {
+        self.record(object_type, id).filter(|r| !r.is_archived())
+    }
+
+    /// Records in id order (the order HubSpot pages in).
+    pub fn records(&self, object_type: ObjectType) -> impl Iterator<Item = &Record> {
+        self.records.get(&object_type).into_iter().flat_map(|m| m.values())
+    }
+
+    /// Looks a live record up by id (`hs_object_id`) or by a property's value. Emails compare
+    /// case-insensitively, as HubSpot stores them lower-cased.
+    pub fn find(&self, object_type: ObjectType, id_property: Option<&str>, key: &str) -> Option<&Record> {
+        match id_property {
+            None | Some("hs_object_id") => key.trim().parse().ok().and_then(|id| self.live(object_type, id)),
+            Some(name) => {
+                let key = if name == "email" { key.trim().to_lowercase() } else { key.to_string() };
+                self.records(object_type).find(|r| !r.is_archived() && r.value(name) == Some(key.as_str()))
+            }
+        }
+    }
+
+    /// The first unique property whose new value another live record already holds.
+    pub fn unique_conflict(
+        &self,
+        object_type: ObjectType,
+        values: &BTreeMap<String, String>,
+        except: Option<u64>,
+    ) -> Option<(String, u64)> {
+        self.properties(object_type).iter().filter(|p| p.has_unique_value && !p.archived).find_map(|p| {
+            let value = values.get(&p.name).filter(|v| !v.is_empty())?;
+            let holder = self.find(object_type, Some(&p.name), value)?;
+            (Some(holder.id) != except).then(|| (p.name.clone(), holder.id))
+        })
+    }
+
+    pub fn create(
+        &mut self,
+        object_type: ObjectType,
+        values: &BTreeMap<String, String>,
+        source: Source,
+        now: i64,
+    ) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        let created_at = values.get("createdate").and_then(|v| v.parse().ok()).unwrap_or(now);
+        let mut record = Record {
+            id,
+            created_at,
+            updated_at: created_at,
+            archived_at: None,
+            values: BTreeMap::new(),
+            history: BTreeMap::new(),
+            version: 0,
+        };
+        let mut all = values.clone();
+        all.insert("hs_object_id".into(), id.to_string());
+        all.entry("createdate".into()).or_insert_with(|| now.to_string());
+        record.apply(object_type, &all, source, now);
+        self.records.entry(object_type).or_default().insert(id, record);
+        id
+    }
+
+    /// Writes to a live record; returns whether it changed, `None` if there is no such record.
+    pub fn update(
+        &mut self,
+        object_type: ObjectType,
+        id: u64,
+        values: &BTreeMap<String, String>,
+        source: Source,
+        now: i64,
+    ) -> Option<bool> {
+        let record = self.records.get_mut(&object_type)?.get_mut(&id).filter(|r| !r.is_archived())?;
+        Some(record.apply(object_type, values, source, now))
+    }
+
+    /// Archives a live record; unknown or already archived ids are fine (HubSpot answers 204).
+    pub fn archive(&mut self, object_type: ObjectType, id: u64, now: i64) {
+        if let Some(record) = self.records.get_mut(&object_type).and_then(|m| m.get_mut(&id)) {
+            if record.archived_at.is_none() {
+                record.archived_at = Some(now);
+                record.updated_at = now;
+                record.version += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Everything the simulator remembers, behind one std `Mutex` (handlers lock, work, unlock;
+//! nothing holds the lock across an `.await`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::faults::Fault;
+use crate::records::Hub;
+
+/// The app every simulator knows from the start.
+pub const DEFAULT_CLIENT_ID: &str = "sim-client-id";
+pub const DEFAULT_CLIENT_SECRET: &str = "sim-client-secret";
+/// The portal every simulator knows from the start; it grants [`ALL_SCOPES`].
+pub const DEFAULT_PORTAL: u64 = 1000;
+
+/// The scopes the default portal grants: everything the CRM endpoints here can ask for.
+pub const ALL_SCOPES: &[&str] = &[
+    "oauth",
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.objects.companies.read",
+    "crm.objects.companies.write",
+    "crm.objects.deals.read",
+    "crm.objects.deals.write",
+    "crm.objects.line_items.read",
+    "crm.objects.line_items.write",
+    "crm.schemas.contacts.read",
+    "crm.schemas.contacts.write",
+    "crm.schemas.companies.read",
+    "crm.schemas.companies.write",
+    "crm.schemas.deals.read",
+    "crm.schemas.deals.write",
+    "crm.schemas.line_items.read",
+    "crm.schemas.line_items.write",
+    "crm.lists.read",
+    "crm.lists.write",
+];
+
+/// How the simulator behaves where HubSpot's behaviour is a choice or unknown.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Requests per rolling 10 s per portal and app (HubSpot's public-app limit is 110).
+    pub rate_limit_per_10s: u32,
+    /// Lifetime of access tokens (`expires_in`); HubSpot issues 30-minute tokens.
+    pub access_token_ttl: Duration,
+    /// Lifetime of authorization codes. HubSpot does not document it; a few minutes.
+    pub auth_code_ttl: Duration,
+    /// What an upsert keyed by `email` does to properties its input leaves out. HubSpot only
+    /// says such upserts are "not partial"; the effect on omitted values is undocumented.
+    pub email_upsert_omitted: OmittedOnUpsert,
+    /// When the portal lacks a scope named in `scope`, the authorize step redirects with
+    /// `error=invalid_scope` (HubSpot refuses such installs). Set to `false` to issue a code
+    /// anyway with only the scopes the portal has, to test a client's own scope check.
+    pub refuse_missing_required_scopes: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            rate_limit_per_10s: 110,
+            access_token_ttl: Duration::from_secs(1800),
+            auth_code_ttl: Duration::from_secs(600),
+            email_upsert_omitted: OmittedOnUpsert::LeaveUnchanged,
+            refuse_missing_required_scopes: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OmittedOnUpsert {
+    /// Properties missing from the input keep their values (a partial update).
+    #[default]
+    LeaveUnchanged,
+    /// Writable properties missing from the input are cleared.
+    Clear,
+}
+
+/// A token pair, as the token endpoint would hand it out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+/// The CRM object types the simulator knows. Paths accept the plural name, the singular name
+/// and the type id (`contacts`, `contact`, `0-1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectType {
+    Contacts,
+    Companies,
+    Deals,
+    LineItems,
+}
+
+impl ObjectType {
+    pub const ALL: [ObjectType; 4] =
+        [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::LineItems];
+
+    pub fn parse(name: &str) -> Option<ObjectType> {
+        match name.to_ascii_lowercase().as_str() {
+            "contacts" | "contact" | "0-1" => Some(ObjectType::Contacts),
+            "companies" | "company" | "0-2" => Some(ObjectType::Companies),
+            "deals" | "deal" | "0-3" => Some(ObjectType::Deals),
+            "line_items" | "line_item" | "0-8" => Some(ObjectType::LineItems),
+            _ => None,
+        }
+    }
+
+    /// The name used in scopes and routes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectType::Contacts => "contacts",
+            ObjectType::Companies => "companies",
+            ObjectType::Deals => "deals",
+            ObjectType::LineItems => "line_items",
+        }
+    }
+
+    pub fn type_id(self) -> &'static str {
+        match self {
+            ObjectType::Contacts => "0-1",
+            ObjectType::Companies => "0-2",
+            ObjectType::Deals => "0-3",
+            ObjectType::LineItems => "0-8",
+        }
+    }
+
+    /// How HubSpot names the type in messages ("Could not get some CONTACT objects").
+    pub fn upper_singular(self) -> &'static str {
+        match self {
+            ObjectType::Contacts => "CONTACT",
+            ObjectType::Companies => "COMPANY",
+            ObjectType::Deals => "DEAL",
+            ObjectType::LineItems => "LINE_ITEM",
+        }
+    }
+
+    /// Contacts keep their modification time in `lastmodifieddate`, the others in `hs_lastmodifieddate`.
+    pub fn modified_property(self) -> &'static str {
+        match self {
+            ObjectType::Contacts => "lastmodifieddate",
+            _ => "hs_lastmodifieddate",
+        }
+    }
+
+    /// What list and get return when the request names no properties.
+    pub fn default_properties(self) -> &'static [&'static str] {
+        match self {
+            ObjectType::Contacts => {
+                &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"]
+            }
+            ObjectType::Companies => &["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
+            ObjectType::Deals => &[
+                "amount",
+                "closedate",
+                "createdate",
+                "dealname",
+                "dealstage",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "pipeline",
+            ],
+            ObjectType::LineItems => {
+                &["createdate", "hs_lastmodifieddate", "hs_object_id", "name", "price", "quantity"]
+            }
+        }
+    }
+
+    pub fn read_scope(self) -> String {
+        format!("crm.objects.{}.read", self.name())
+    }
+
+    pub fn write_scope(self) -> String {
+        format!("crm.objects.{}.write", self.name())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+/// ISO-8601 with milliseconds, as HubSpot writes `createdAt`/`updatedAt`.
+pub fn iso(ms: i64) -> String {
+    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+pub struct App {
+    pub client_secret: String,
+    pub app_id: u64,
+}
+
+pub struct Portal {
+    /// Scopes an install on this portal can be granted.
+    pub scopes: BTreeSet<String>,
+    /// Overrides the configured rate limit for this portal.
+    pub rate_limit: Option<u32>,
+    /// The user who installs apps here (one per portal is enough for a connector).
+    pub user_id: u64,
+    pub user_email: String,
+    pub hub: Hub,
+}
+
+impl Portal {
+    pub fn domain(hub_id: u64) -> String {
+        format!("portal-{hub_id}.sim.hubspot.test")
+    }
+}
+
+pub struct AuthCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub hub_id: u64,
+    pub scopes: Vec<String>,
+    pub expires_at: i64,
+}
+
+pub struct AccessToken {
+    pub client_id: String,
+    pub hub_id: u64,
+    pub user_id: u64,
+    pub scopes: Vec<String>,
+    pub expires_at: i64,
+}
+
+pub struct RefreshToken {
+    pub client_id: String,
+    pub hub_id: u64,
+    pub user_id: u64,
+    pub scopes: Vec<String>,
+}
+
+pub struct State {
+    /// By client id.
+    pub apps: BTreeMap<String, App>,
+    /// By hub id.
+    pub portals: BTreeMap<u64, Portal>,
+    /// Where an authorize request without a portal lands: the portal added last.
+    pub last_portal: u64,
+    pub codes: HashMap<String, AuthCode>,
+    pub access_tokens: HashMap<String, AccessToken>,
+    /// Revoked refresh tokens are removed.
+    pub refresh_tokens: HashMap<String, RefreshToken>,
+    /// Request times per (portal, app) in the current rolling window.
+    pub windows: HashMap<(u64, String), VecDeque<Instant>>,
+    pub faults: Vec<Fault>,
+    /// Requests per (method, route pattern) and per (method, concrete path).
+    pub request_counts: HashMap<(String, String), u64>,
+    pub deny_authorize: bool,
+    next_app_id: u64,
+}
+
+impl State {
+    fn new() -> State {
+        let mut state = State {
+            apps: BTreeMap::new(),
+            portals: BTreeMap::new(),
+            last_portal: DEFAULT_PORTAL,
+            codes: HashMap::new(),
+            access_tokens: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            windows: HashMap::new(),
+            faults: Vec::new(),
+            request_counts: HashMap::new(),
+            deny_authorize: false,
+            next_app_id: 4_000_001,
+        };
+        state.add_app(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET);
+        state.add_portal(DEFAULT_PORTAL, ALL_SCOPES.iter().map(|s| s.to_string()));
+        state
+    }
+
+    pub fn add_app(&mut self, client_id: &str, client_secret: &str) {
+        let app_id = match self.apps.get(client_id) {
+            Some(existing) => existing.app_id,
+            None => {
+                self.next_app_id += 1;
+                self.next_app_id
+            }
+        };
+        self.apps.insert(client_id.to_string(), App { client_secret: client_secret.to_string(), app_id });
+    }
+
+    /// Adds a portal, or replaces the scopes of a known one (its records stay).
+    pub fn add_portal(&mut self, hub_id: u64, scopes: impl IntoIterator<Item = String>) {
+        let scopes: BTreeSet<String> = scopes.into_iter().collect();
+        self.last_portal = hub_id;
+        match self.portals.get_mut(&hub_id) {
+            Some(portal) => portal.scopes = scopes,
+            None => {
+                let portal = Portal {
+                    scopes,
+                    rate_limit: None,
+                    user_id: 9_000_000 + hub_id,
+                    user_email: format!("admin@portal-{hub_id}.example.com"),
+                    hub: Hub::new(),
+                };
+                self.portals.insert(hub_id, portal);
+            }
+        }
+    }
+
+    pub fn app_id(&self, client_id: &str) -> u64 {
+        self.apps.get(client_id).map(|a| a.app_id).unwrap_or_default()
+    }
+
+    /// Mints a token pair for an install; the caller has checked app and portal.
+    pub fn mint_tokens(&mut self, hub_id: u64, client_id: &str, scopes: Vec<String>, ttl: Duration) -> Tokens {
+        let user_id = self.portals.get(&hub_id).map(|p| p.user_id).unwrap_or_default();
+        let refresh_token = format!("na1-{}", uuid::Uuid::new_v4());
+        self.refresh_tokens.insert(
+            refresh_token.clone(),
+            RefreshToken { client_id: client_id.to_string(), hub_id, user_id, scopes: scopes.clone() },
+        );
+        let (access_token, expires_in) = self.mint_access_token(hub_id, client_id, user_id, scopes, ttl);
+        Tokens { access_token, refresh_token, expires_in }
+    }
+
+    pub fn mint_access_token(
+        &mut self,
+        hub_id: u64,
+        client_id: &str,
+        user_id: u64,
+        scopes: Vec<String>,
+        ttl: Duration,
+    ) -> (String, u64) {
+        // Real access tokens are long opaque strings of varying length.
+        let token = format!("CKsim{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let expires_at = now_ms() + ttl.as_millis() as i64;
+        self.access_tokens.insert(
+            token.clone(),
+            AccessToken { client_id: client_id.to_string(), hub_id, user_id, scopes, expires_at },
+        );
+        (token, ttl.as_secs())
+    }
+
+    pub fn count_request(&mut self, method: &str, pattern: Option<&str>, path: &str) {
+        *self.request_counts.entry((method.to_string(), path.to_string())).or_default() += 1;
+        if let Some(pattern) = pattern.filter(|p| *p != path) {
+            *self.request_counts.entry((method.to_string(), pattern.to_string())).or_default() += 1;
+        }
+    }
+}
+
+/// The shared simulator: its configuration and its state.
+pub struct Shared {
+    pub config: SimConfig,
+    state: Mutex<State>,
+}
+
+pub type Sim = Arc<Shared>;
+
+impl Shared {
+    pub fn new(config: SimConfig) -> Sim {
+        Arc::new(Shared { config, state: Mutex::new(State::new()) })
+    }
+
+    /// A panicking handler must not take the whole simulator down with a poisoned lock.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

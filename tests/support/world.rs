@@ -1,0 +1,106 @@
+//! A complete hubsync deployment for one test: DynamoDB and Secrets Manager on moto, the HubSpot
+//! simulator, and a clock the test moves.
+
+use std::sync::{Arc, Mutex};
+
+use hubspot_sim::{RunningSimulator, SimConfig};
+use hubsync::adapters::SecretsManagerSource;
+use hubsync::deps::Deps;
+use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId};
+use hubsync::hubspot::HubSpotClient;
+use hubsync::ports::Clock;
+use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settings};
+use time::{Duration, OffsetDateTime};
+
+pub const REDIRECT_URI: &str = "https://hubsync.example.com/oauth/callback";
+pub const CONSOLE: &str = "https://console.example.com";
+pub const CLIENT_ID: &str = "sim-client-id";
+pub const CLIENT_SECRET: &str = "sim-client-secret";
+
+/// A clock that moves only when the test says so.
+pub struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+pub struct World {
+    pub deps: Deps,
+    pub sim: RunningSimulator,
+    pub clock: Arc<ManualClock>,
+}
+
+pub fn settings(api_url: &str) -> Settings {
+    Settings {
+        hubspot_api_url: api_url.to_string(),
+        hubspot_app_url: api_url.to_string(),
+        oauth_redirect_uri: REDIRECT_URI.to_string(),
+        required_scopes: DEFAULT_REQUIRED_SCOPES.iter().map(|s| s.to_string()).collect(),
+        optional_scopes: DEFAULT_OPTIONAL_SCOPES.iter().map(|s| s.to_string()).collect(),
+        allowed_return_origins: vec![CONSOLE.to_string()],
+        allow_shared_portals: false,
+        platform_name: "Acme".into(),
+    }
+}
+
+impl World {
+    pub async fn new() -> World {
+        World::with(SimConfig::default(), |_| {}).await
+    }
+
+    pub async fn with(sim_config: SimConfig, adjust: impl FnOnce(&mut Settings)) -> World {
+        let sim = hubspot_sim::start(sim_config).await.expect("simulator starts");
+        let aws = crate::aws_config().await;
+        let store = crate::dynamo_store().await;
+        let secret_name = crate::unique_name("hubsync/app");
+        let secret = serde_json::json!({
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "delivery_signing_secret": "delivery-secret",
+            "token_encryption_key": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        });
+        let secrets_client = aws_sdk_secretsmanager::Client::new(&aws);
+        secrets_client.create_secret().name(&secret_name).secret_string(secret.to_string()).send().await.unwrap();
+        let mut settings = settings(&sim.base_url());
+        adjust(&mut settings);
+        let clock = Arc::new(ManualClock(Mutex::new(OffsetDateTime::now_utc())));
+        let hubspot = HubSpotClient::new(&sim.base_url(), &sim.base_url()).unwrap();
+        let deps = Deps::new(
+            Arc::new(store),
+            Arc::new(SecretsManagerSource::new(secrets_client, secret_name)),
+            hubspot,
+            settings,
+            clock.clone(),
+        );
+        World { deps, sim, clock }
+    }
+
+    /// Another Lambda instance of the same deployment: same store and secrets, own memory.
+    pub fn another_instance(&self) -> Deps {
+        Deps::new(
+            self.deps.store.clone(),
+            self.deps.secrets.clone(),
+            self.deps.hubspot.clone(),
+            (*self.deps.settings).clone(),
+            self.clock.clone(),
+        )
+    }
+
+    /// A tenant with a console API key; returns the key.
+    pub async fn tenant(&self, id: &str) -> Secret {
+        let now = OffsetDateTime::now_utc();
+        let tenant = Tenant { id: TenantId::new(id), name: id.to_string(), created_at: now };
+        self.deps.store.put_tenant(&tenant).await.unwrap();
+        let (key, record) = ApiKeyRecord::generate(tenant.id, "tests".into(), now);
+        self.deps.store.put_api_key(&record).await.unwrap();
+        key
+    }
+}
