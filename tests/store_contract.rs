@@ -1,6 +1,7 @@
 //! One contract for every `Store`: the embedded store and DynamoDB (on moto's server) must both
 //! keep each guarantee. Every case runs once per implementation.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hubsync::adapters::MemoryStore;
@@ -230,23 +231,46 @@ async fn tenants_tokens_and_schemas_round_trip(store: Arc<dyn Store>) {
 }
 
 async fn record_state_belongs_to_one_connection(store: Arc<dyn Store>) {
-    let state = RecordSyncState {
-        connection_id: ConnectionId::new("c1"),
+    let state = |conn: &str, key: &str, hash: &str| RecordSyncState {
+        connection_id: ConnectionId::new(conn),
         object_type: ObjectType::Contacts,
-        record_key: "ada@example.com".into(),
+        record_key: key.into(),
         hubspot_id: Some("501".into()),
-        last_pushed_hash: Some("9f86d0".into()),
+        last_pushed_hash: Some(hash.into()),
         last_pushed_change_ms: Some(1_700_000_000_000),
         last_applied_version_ms: Some(1_700_000_000_000),
     };
-    store.put_record_state(&state).await.unwrap();
+    let ada = state("c1", "ada@example.com", "9f86d0");
+    store.put_record_states(&[ada.clone(), state("c2", "bob@example.com", "aa")]).await.unwrap();
+    let keys = vec!["ada@example.com".to_string(), "bob@example.com".to_string()];
     let read = |conn: &'static str, object| {
-        let store = store.clone();
-        async move { store.get_record_state(&ConnectionId::new(conn), object, "ada@example.com").await.unwrap() }
+        let (store, keys) = (store.clone(), keys.clone());
+        async move { store.get_record_states(&ConnectionId::new(conn), object, &keys).await.unwrap() }
     };
-    assert_eq!(read("c1", ObjectType::Contacts).await, Some(state));
-    assert_eq!(read("c2", ObjectType::Contacts).await, None);
-    assert_eq!(read("c1", ObjectType::Companies).await, None);
+    assert_eq!(read("c1", ObjectType::Contacts).await, HashMap::from([("ada@example.com".to_string(), ada)]));
+    assert_eq!(read("c2", ObjectType::Contacts).await.len(), 1);
+    assert!(read("c1", ObjectType::Companies).await.is_empty());
+}
+
+async fn record_states_are_read_and_written_in_bulk(store: Arc<dyn Store>) {
+    // More than one DynamoDB batch each way (25 writes, 100 reads per call), with a repeated key.
+    let states: Vec<_> = (0..230)
+        .map(|i| RecordSyncState {
+            connection_id: ConnectionId::new("c1"),
+            object_type: ObjectType::Deals,
+            record_key: format!("deal-{i}"),
+            hubspot_id: Some(i.to_string()),
+            last_pushed_hash: None,
+            last_pushed_change_ms: Some(i),
+            last_applied_version_ms: None,
+        })
+        .collect();
+    store.put_record_states(&states).await.unwrap();
+    let mut keys: Vec<String> = (0..250).map(|i| format!("deal-{i}")).collect();
+    keys.push("deal-7".into());
+    let found = store.get_record_states(&ConnectionId::new("c1"), ObjectType::Deals, &keys).await.unwrap();
+    assert_eq!(found.len(), 230);
+    assert_eq!(found["deal-229"].hubspot_id.as_deref(), Some("229"));
 }
 
 async fn runs_are_listed_newest_first(store: Arc<dyn Store>) {
@@ -355,6 +379,7 @@ contract!(
     connections_are_indexed_by_tenant_and_portal,
     tenants_tokens_and_schemas_round_trip,
     record_state_belongs_to_one_connection,
+    record_states_are_read_and_written_in_bulk,
     runs_are_listed_newest_first,
     api_keys_are_found_by_hash_only,
     rate_slots_are_spaced_across_concurrent_callers,

@@ -3,16 +3,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
 use base64::Engine;
-use hubsync::adapters::{MemoryStore, StaticSecrets};
-use hubsync::deps::Deps;
+use hubsync::adapters::{MemoryQueue, MemoryStore, Redrive, StaticSecrets};
+use hubsync::deps::{Deps, PushQueues};
 use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId, hash_api_key};
 use hubsync::hubspot::HubSpotClient;
 use hubsync::ports::{AppSecrets, Store, SystemClock};
+use hubsync::push::PushWorker;
 use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settings};
 use rand::RngCore;
 use tokio::net::TcpListener;
@@ -42,11 +44,13 @@ pub struct RunningLocal {
     pub deps: Deps,
     pub simulator: Option<hubspot_sim::RunningSimulator>,
     server: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<()>,
 }
 
 impl RunningLocal {
     pub async fn shutdown(self) {
         self.server.abort();
+        self.worker.abort();
         if let Some(simulator) = self.simulator {
             simulator.shutdown().await;
         }
@@ -105,7 +109,14 @@ pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
     let store = Arc::new(MemoryStore::new());
     seed_demo_tenant(store.as_ref()).await;
     let hubspot = HubSpotClient::new(&api_url, &app_url).map_err(std::io::Error::other)?;
-    let deps = Deps::new(store, Arc::new(StaticSecrets::new(secrets)), hubspot, settings, Arc::new(SystemClock));
+    let parked = Arc::new(MemoryQueue::new(PUSH_VISIBILITY, None));
+    let work = Arc::new(MemoryQueue::new(
+        PUSH_VISIBILITY,
+        Some(Redrive { dead_letter_queue: parked.clone(), max_receives: PUSH_MAX_RECEIVES }),
+    ));
+    let push = PushQueues { work: work.clone(), parked };
+    let deps = Deps::new(store, Arc::new(StaticSecrets::new(secrets)), hubspot, settings, Arc::new(SystemClock), push);
+    let worker = tokio::spawn(run_push_worker(PushWorker::new(deps.clone()), work));
 
     let app = app(deps.clone());
     let server = tokio::spawn(async move {
@@ -113,7 +124,21 @@ pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
             tracing::error!(error = %err, "local server stopped");
         }
     });
-    Ok(RunningLocal { base_url, deps, simulator, server })
+    Ok(RunningLocal { base_url, deps, simulator, server, worker })
+}
+
+/// As template.yaml sets them for the push queue.
+const PUSH_VISIBILITY: Duration = Duration::from_secs(360);
+const PUSH_MAX_RECEIVES: u32 = 8;
+
+/// What Lambda's SQS trigger does in AWS: receive, process, delete or back off, forever.
+async fn run_push_worker(worker: PushWorker, queue: Arc<MemoryQueue>) {
+    loop {
+        if let Err(err) = worker.poll(queue.as_ref(), Duration::from_secs(1)).await {
+            tracing::error!(error = %err, "push queue");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 }
 
 /// Every function's routes on one router, as API Gateway routes them in AWS, plus a page that

@@ -2,13 +2,22 @@
 
 use std::sync::Arc;
 
-use crate::adapters::{DynamoStore, SecretsManagerSource, load_aws_config};
+use crate::adapters::{DynamoStore, SecretsManagerSource, SqsQueue, load_aws_config};
 use crate::connect::tokens::TokenProvider;
 use crate::hubspot::HubSpotClient;
-use crate::ports::{Clock, SecretSource, Store, SystemClock};
+use crate::ports::{Clock, Queue, SecretSource, Store, SystemClock};
 use crate::settings::Settings;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The push queue and its dead-letter queue.
+#[derive(Clone)]
+pub struct PushQueues {
+    /// Platform changes waiting to be written to HubSpot.
+    pub work: Arc<dyn Queue>,
+    /// Changes that could not be written, each with its reason, until a redrive.
+    pub parked: Arc<dyn Queue>,
+}
 
 #[derive(Clone)]
 pub struct Deps {
@@ -18,6 +27,7 @@ pub struct Deps {
     pub tokens: Arc<TokenProvider>,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
+    pub push: PushQueues,
 }
 
 impl Deps {
@@ -27,13 +37,14 @@ impl Deps {
         hubspot: HubSpotClient,
         settings: Settings,
         clock: Arc<dyn Clock>,
+        push: PushQueues,
     ) -> Self {
         let tokens = Arc::new(TokenProvider::new(store.clone(), secrets.clone(), hubspot.clone(), clock.clone()));
-        Deps { store, secrets, hubspot, tokens, settings: Arc::new(settings), clock }
+        Deps { store, secrets, hubspot, tokens, settings: Arc::new(settings), clock, push }
     }
 
     /// The production wiring: DynamoDB, Secrets Manager and HubSpot, named by the environment
-    /// that template.yaml sets (`HUBSYNC_TABLE`, `HUBSYNC_APP_SECRET_ID`, `HUBSYNC_*`).
+    /// that template.yaml sets (`HUBSYNC_TABLE`, `HUBSYNC_APP_SECRET_ID`, the queue URLs, `HUBSYNC_*`).
     pub async fn from_env() -> Result<Deps, BoxError> {
         let required = |name: &str| std::env::var(name).map_err(|_| format!("environment variable {name} is required"));
         let settings = Settings::from_env()?;
@@ -42,6 +53,11 @@ impl Deps {
         let secrets =
             SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&aws), required("HUBSYNC_APP_SECRET_ID")?);
         let hubspot = HubSpotClient::new(&settings.hubspot_api_url, &settings.hubspot_app_url)?;
-        Ok(Deps::new(Arc::new(store), Arc::new(secrets), hubspot, settings, Arc::new(SystemClock)))
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let push = PushQueues {
+            work: Arc::new(SqsQueue::new(sqs.clone(), required("HUBSYNC_PUSH_QUEUE_URL")?)),
+            parked: Arc::new(SqsQueue::new(sqs, required("HUBSYNC_PUSH_DLQ_URL")?)),
+        };
+        Ok(Deps::new(Arc::new(store), Arc::new(secrets), hubspot, settings, Arc::new(SystemClock), push))
     }
 }

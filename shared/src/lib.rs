@@ -6,6 +6,7 @@
 //! - [`hubspot`]: a typed client for HubSpot's API.
 //! - [`connect`]: installing the HubSpot app (OAuth), and keeping its tokens valid and sealed.
 //! - [`console`]: the console API's operations (connections, configs, schemas), behind tenant auth.
+//! - [`push`]: the push worker: platform changes to HubSpot, paced, retried, parked with reasons.
 //! - [`deps`]: the dependencies a function builds once per cold start.
 
 pub mod adapters;
@@ -16,5 +17,6 @@ pub mod domain;
 pub mod http;
 pub mod hubspot;
 pub mod ports;
+pub mod push;
 pub mod settings;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use hubsync::adapters::{DynamoStore, SqsQueue};
 
 pub mod lambda;
 pub mod oauth;
+pub mod push;
 pub mod world;
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();

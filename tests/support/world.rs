@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use hubspot_sim::{RunningSimulator, SimConfig};
 use hubsync::adapters::SecretsManagerSource;
-use hubsync::deps::Deps;
+use hubsync::deps::{Deps, PushQueues};
 use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId};
 use hubsync::hubspot::HubSpotClient;
 use hubsync::ports::Clock;
@@ -73,12 +73,15 @@ impl World {
         adjust(&mut settings);
         let clock = Arc::new(ManualClock(Mutex::new(OffsetDateTime::now_utc())));
         let hubspot = HubSpotClient::new(&sim.base_url(), &sim.base_url()).unwrap();
+        let (work, parked) = crate::sqs_queue_with_dlq(8, std::time::Duration::from_secs(30)).await;
+        let push = PushQueues { work: Arc::new(work), parked: Arc::new(parked) };
         let deps = Deps::new(
             Arc::new(store),
             Arc::new(SecretsManagerSource::new(secrets_client, secret_name)),
             hubspot,
             settings,
             clock.clone(),
+            push,
         );
         World { deps, sim, clock }
     }
@@ -91,6 +94,7 @@ impl World {
             self.deps.hubspot.clone(),
             (*self.deps.settings).clone(),
             self.clock.clone(),
+            self.deps.push.clone(),
         )
     }
 

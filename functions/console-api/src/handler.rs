@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -11,12 +11,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hubsync::console::auth::{AuthTenant, owned_connection};
 use hubsync::console::didomi::{self, ConnectResult, DidomiConfig};
+use hubsync::console::push::{self, Queued};
 use hubsync::console::{configs, schemas, uninstall};
 use hubsync::deps::Deps;
 use hubsync::domain::mapping::ConfigProblem;
-use hubsync::domain::{Connection, ConnectionConfig, ObjectType, PropertySchema, VersionedConfig};
+use hubsync::domain::{Connection, ConnectionConfig, ObjectType, PropertySchema, SyncRun, VersionedConfig};
 use hubsync::http::{ApiError, ApiJson};
-use serde::Serialize;
+use hubsync::push::RedriveReport;
+use serde::{Deserialize, Serialize};
 
 /// Configs are small; this bounds what a request can make the function parse.
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -33,6 +35,9 @@ pub fn router(deps: Deps) -> Router {
         .route("/connections/{connection_id}/config/validate", post(validate_config))
         .route("/connections/{connection_id}/schema", get(get_schema))
         .route("/connections/{connection_id}/schema/refresh", post(refresh_schema))
+        .route("/connections/{connection_id}/sync", post(sync_record))
+        .route("/connections/{connection_id}/runs", get(list_runs))
+        .route("/connections/{connection_id}/redrive", post(redrive_parked))
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(deps)
@@ -137,4 +142,44 @@ async fn refresh_schema(
 ) -> Result<Json<SchemaView>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(SchemaView { schemas: schemas::refresh(&deps, &connection, &ObjectType::ALL).await? }))
+}
+
+/// "Sync with HubSpot" for one record: the push message, validated and queued.
+async fn sync_record(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let connection = owned_connection(&deps, &tenant, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(push::enqueue_change(&deps, &connection, &body).await?)))
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct RunList {
+    runs: Vec<SyncRun>,
+}
+
+async fn list_runs(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    Query(query): Query<RunsQuery>,
+) -> Result<Json<RunList>, ApiError> {
+    let connection = owned_connection(&deps, &tenant, &id).await?;
+    Ok(Json(RunList { runs: push::runs(&deps, &connection, query.limit).await? }))
+}
+
+async fn redrive_parked(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+) -> Result<Json<RedriveReport>, ApiError> {
+    let connection = owned_connection(&deps, &tenant, &id).await?;
+    Ok(Json(push::redrive_parked(&deps, &connection).await?))
 }

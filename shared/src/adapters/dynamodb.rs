@@ -28,8 +28,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, PutRequest, ReturnValue, ScalarAttributeType,
+    TimeToLiveSpecification, WriteRequest,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -66,6 +67,20 @@ fn millis(t: OffsetDateTime) -> i64 {
 fn conn_pk(id: &ConnectionId) -> String {
     format!("CONN#{id}")
 }
+
+fn record_pk(id: &ConnectionId, object: ObjectType, record_key: &str) -> String {
+    format!("RECORD#{id}#{object}#{record_key}")
+}
+
+fn record_key(id: &ConnectionId, object: ObjectType, record_key: &str) -> Item {
+    HashMap::from([("pk".to_string(), s(record_pk(id, object, record_key))), ("sk".to_string(), s("STATE"))])
+}
+
+/// DynamoDB's limits per BatchGetItem and BatchWriteItem call.
+const BATCH_GET_LIMIT: usize = 100;
+const BATCH_WRITE_LIMIT: usize = 25;
+/// Rounds of retrying what DynamoDB left unprocessed (throttling) before giving up.
+const UNPROCESSED_ROUNDS: u32 = 8;
 
 fn unavailable<E, R>(err: SdkError<E, R>) -> StoreError
 where
@@ -162,6 +177,60 @@ impl DynamoStore {
 
     async fn put_item(&self, item: Item) -> Result<(), StoreError> {
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Reads up to [`BATCH_GET_LIMIT`] items, retrying the keys DynamoDB leaves unprocessed.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut pending = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut items = Vec::new();
+        for round in 0..UNPROCESSED_ROUNDS {
+            let out =
+                self.client.batch_get_item().request_items(&self.table, pending).send().await.map_err(unavailable)?;
+            items.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+            match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                Some(rest) if !rest.keys.is_empty() => pending = rest,
+                _ => return Ok(items),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;
+        }
+        Err(StoreError::Unavailable("DynamoDB left part of a batch read unprocessed".into()))
+    }
+
+    /// Writes items in batches of [`BATCH_WRITE_LIMIT`], retrying what DynamoDB leaves unprocessed.
+    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in items.chunks(BATCH_WRITE_LIMIT) {
+            let mut pending = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder().set_item(Some(item.clone())).build();
+                    put.map(|put| WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut round = 0;
+            while !pending.is_empty() {
+                if round == UNPROCESSED_ROUNDS {
+                    return Err(StoreError::Unavailable("DynamoDB left part of a batch write unprocessed".into()));
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                if !pending.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;
+                }
+                round += 1;
+            }
+        }
         Ok(())
     }
 
@@ -376,18 +445,32 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn get_record_state(
+    async fn get_record_states(
         &self,
         id: &ConnectionId,
         object: ObjectType,
-        record_key: &str,
-    ) -> Result<Option<RecordSyncState>, StoreError> {
-        self.get_body(format!("RECORD#{id}#{object}#{record_key}"), "STATE").await
+        record_keys: &[String],
+    ) -> Result<HashMap<String, RecordSyncState>, StoreError> {
+        let mut unique: Vec<&String> = record_keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut found = HashMap::new();
+        for chunk in unique.chunks(BATCH_GET_LIMIT) {
+            let keys = chunk.iter().map(|key| record_key(id, object, key)).collect();
+            for item in self.batch_get(keys).await? {
+                let state: RecordSyncState = body(&item)?;
+                found.insert(state.record_key.clone(), state);
+            }
+        }
+        Ok(found)
     }
 
-    async fn put_record_state(&self, state: &RecordSyncState) -> Result<(), StoreError> {
-        let pk = format!("RECORD#{}#{}#{}", state.connection_id, state.object_type, state.record_key);
-        self.put_body(pk, "STATE", state).await
+    async fn put_record_states(&self, states: &[RecordSyncState]) -> Result<(), StoreError> {
+        let items = states
+            .iter()
+            .map(|state| item(record_pk(&state.connection_id, state.object_type, &state.record_key), "STATE", state))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_put(items).await
     }
 
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {

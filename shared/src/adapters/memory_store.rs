@@ -162,18 +162,26 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get_record_state(
+    async fn get_record_states(
         &self,
         id: &ConnectionId,
         object: ObjectType,
-        record_key: &str,
-    ) -> Result<Option<RecordSyncState>, StoreError> {
-        Ok(self.state().record_states.get(&(id.clone(), object, record_key.to_string())).cloned())
+        record_keys: &[String],
+    ) -> Result<HashMap<String, RecordSyncState>, StoreError> {
+        let state = self.state();
+        Ok(record_keys
+            .iter()
+            .filter_map(|key| state.record_states.get(&(id.clone(), object, key.clone())))
+            .map(|record| (record.record_key.clone(), record.clone()))
+            .collect())
     }
 
-    async fn put_record_state(&self, record: &RecordSyncState) -> Result<(), StoreError> {
-        let key = (record.connection_id.clone(), record.object_type, record.record_key.clone());
-        self.state().record_states.insert(key, record.clone());
+    async fn put_record_states(&self, records: &[RecordSyncState]) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for record in records {
+            let key = (record.connection_id.clone(), record.object_type, record.record_key.clone());
+            state.record_states.insert(key, record.clone());
+        }
         Ok(())
     }
 

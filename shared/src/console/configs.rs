@@ -1,12 +1,12 @@
 //! Reading, checking and saving a connection's config.
 
-use crate::connect::calls::with_token;
+use crate::connect::calls::{CallError, with_token};
 use crate::console::schemas;
 use crate::deps::Deps;
 use crate::domain::mapping::{ConfigProblem, check_config};
 use crate::domain::{Connection, ConnectionConfig, ObjectType, VersionedConfig};
 use crate::http::ApiError;
-use crate::hubspot::PropertyCreate;
+use crate::hubspot::{HubSpotError, PropertyCreate};
 
 /// The saved config, or an empty one at version 0 before the first save.
 pub async fn get(deps: &Deps, connection: &Connection) -> Result<VersionedConfig, ApiError> {
@@ -28,7 +28,56 @@ pub async fn validate(
         objects.push(ObjectType::Contacts);
     }
     let schemas = schemas::for_objects(deps, connection, &objects).await?;
-    Ok(check_config(config, &schemas))
+    let mut problems = check_config(config, &schemas);
+    problems.extend(check_lists(deps, connection, config).await?);
+    Ok(problems)
+}
+
+/// The lists a config adds records to must exist, hold the object, and take manual members.
+async fn check_lists(
+    deps: &Deps,
+    connection: &Connection,
+    config: &ConnectionConfig,
+) -> Result<Vec<ConfigProblem>, ApiError> {
+    let mut problems = Vec::new();
+    for (object, object_config) in &config.objects {
+        for list_id in &object_config.lists {
+            let found =
+                with_token(deps, &connection.id, |token| async move { deps.hubspot.lists(&token).get(list_id).await })
+                    .await;
+            let problem = |rule: &'static str, message: String, fix: &str| ConfigProblem {
+                object: Some(*object),
+                platform_field: None,
+                hubspot_property: None,
+                rule,
+                message,
+                fix: fix.to_string(),
+            };
+            match found {
+                Ok(list) if !list.processing_type.accepts_manual_changes() => problems.push(problem(
+                    "list_dynamic",
+                    format!(
+                        "list {list_id} ({}) is {}: HubSpot maintains its members by filter",
+                        list.name, list.processing_type
+                    ),
+                    "use a MANUAL or SNAPSHOT list",
+                )),
+                Ok(list) if !list.holds(*object) => problems.push(problem(
+                    "list_object_mismatch",
+                    format!("list {list_id} ({}) does not hold {object}", list.name),
+                    "choose a list of the same object type",
+                )),
+                Ok(_) => {}
+                Err(CallError::HubSpot(HubSpotError::NotFound(_))) => problems.push(problem(
+                    "list_missing",
+                    format!("list {list_id} does not exist in the portal"),
+                    "create the list in HubSpot or remove it from the config",
+                )),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    Ok(problems)
 }
 
 /// Saves over the version the caller read, if the config has no problem. Enabling the
@@ -66,11 +115,16 @@ async fn ensure_counter_property(deps: &Deps, connection: &Connection, name: &st
         options: vec![],
         has_unique_value: false,
     };
-    with_token(deps, &connection.id, |token| {
+    let created = with_token(deps, &connection.id, |token| {
         let property = property.clone();
         async move { deps.hubspot.create_property(&token, ObjectType::Contacts, &property).await }
     })
-    .await?;
+    .await;
+    match created {
+        // Someone (another save, or a person in HubSpot) created it meanwhile: just as good.
+        Ok(_) | Err(CallError::HubSpot(HubSpotError::Conflict(_))) => {}
+        Err(err) => return Err(err.into()),
+    }
     tracing::info!(connection = %connection.id, property = name, "created the bidirectional counter property");
     schemas::refresh(deps, connection, &[ObjectType::Contacts]).await?;
     Ok(())

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod configs;
 pub mod didomi;
+pub mod push;
 pub mod schemas;
 pub mod uninstall;
 

@@ -17,6 +17,7 @@ pub use config::{
 };
 pub use connection::{Connection, ConnectionId, ConnectionStatus, PortalId, Tenant, TenantId};
 pub use object_type::ObjectType;
+pub use push::{MappedRecord, PUSH_MESSAGE_VERSION, PoisonMessage, PushMessage, SkipReason, map_record, merge_changes};
 pub use schema::{PropertyDef, PropertySchema};
 pub use secret::Secret;
 pub use sync::{CursorPosition, RecordSyncState, RunCounts, RunKind, RunStatus, SyncCursor, SyncFlow, SyncRun};

@@ -17,6 +17,9 @@ pub const PUSH_MESSAGE_VERSION: u32 = 1;
 pub const MAX_FIELDS: usize = 500;
 pub const MAX_VALUE_BYTES: usize = 65_536;
 pub const MAX_LIST_CHANGES: usize = 100;
+pub const MAX_RECORD_KEY_BYTES: usize = 512;
+/// A message body this size or smaller can always be parked with its reason (SQS takes 256 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 240 * 1024;
 
 /// One change of one platform record, as the platform sends it to the push queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +68,12 @@ pub enum PoisonMessage {
 impl PushMessage {
     /// Parses and bounds-checks a queue message body.
     pub fn parse(body: &str) -> Result<(PushMessage, ObjectType), PoisonMessage> {
+        if body.len() > MAX_MESSAGE_BYTES {
+            return Err(PoisonMessage::TooLarge(format!(
+                "the message is {} bytes; at most {MAX_MESSAGE_BYTES}: send fewer fields per message",
+                body.len()
+            )));
+        }
         // Read the version first, so a newer message is named as such, not as "malformed".
         let raw: Value = serde_json::from_str(body).map_err(|e| PoisonMessage::Malformed(e.to_string()))?;
         match raw.get("version").and_then(Value::as_u64) {
@@ -74,6 +83,9 @@ impl PushMessage {
         }
         let message: PushMessage = serde_json::from_value(raw).map_err(|e| PoisonMessage::Malformed(e.to_string()))?;
         let object = message.object.parse::<ObjectType>().map_err(|e| PoisonMessage::Malformed(e.to_string()))?;
+        if message.record_key.len() > MAX_RECORD_KEY_BYTES {
+            return Err(PoisonMessage::TooLarge(format!("`record_key` is over {MAX_RECORD_KEY_BYTES} bytes")));
+        }
         if message.fields.len() > MAX_FIELDS {
             return Err(PoisonMessage::TooLarge(format!("{} fields; at most {MAX_FIELDS}", message.fields.len())));
         }
@@ -128,12 +140,37 @@ pub enum SkipReason {
     InvalidValue { field: String, reason: String },
 }
 
+impl MatchKey {
+    /// The HubSpot property that holds the match key's value.
+    pub fn property(&self) -> &str {
+        match self {
+            MatchKey::Email => "email",
+            MatchKey::UniqueProperty { property } => property,
+            MatchKey::CompanyName => "name",
+            MatchKey::CompanyDomain => "domain",
+        }
+    }
+
+    /// Whether HubSpot can find records by this key itself (batch upsert and batch read by
+    /// `idProperty`); company names and domains are not unique and are found by search.
+    pub fn is_unique_in_hubspot(&self) -> bool {
+        matches!(self, MatchKey::Email | MatchKey::UniqueProperty { .. })
+    }
+
+    /// The key as HubSpot stores it (emails lower-cased, domains bare), which is also how
+    /// hubsync files the record's sync state.
+    pub fn normalise(&self, value: &str) -> String {
+        let value = value.trim();
+        match self {
+            MatchKey::Email => value.to_ascii_lowercase(),
+            MatchKey::CompanyDomain => normalise_domain(value),
+            MatchKey::UniqueProperty { .. } | MatchKey::CompanyName => value.to_string(),
+        }
+    }
+}
+
 /// Maps a message's fields to HubSpot properties per the object's config.
-pub fn map_record(
-    message: &PushMessage,
-    object: ObjectType,
-    config: &ObjectConfig,
-) -> Result<MappedRecord, SkipReason> {
+pub fn map_record(message: &PushMessage, config: &ObjectConfig) -> Result<MappedRecord, SkipReason> {
     let key = message.record_key.trim();
     match &config.match_key {
         MatchKey::Email if !looks_like_email(key) => return Err(SkipReason::ContactWithoutEmail),
@@ -157,22 +194,12 @@ pub fn map_record(
         }
     }
     // The match key travels as a property too, so a created record carries it.
-    match (&config.match_key, object) {
-        (MatchKey::Email, ObjectType::Contacts) => {
-            properties.insert("email".into(), key.to_ascii_lowercase());
-        }
-        (MatchKey::UniqueProperty { property }, _) => {
-            properties.insert(property.clone(), key.to_string());
-        }
-        (MatchKey::CompanyDomain, ObjectType::Companies) => {
-            properties.insert("domain".into(), normalise_domain(key));
-        }
-        (MatchKey::CompanyName, ObjectType::Companies) => {
-            properties.insert("name".into(), key.to_string());
-        }
-        _ => {}
+    let record_key = config.match_key.normalise(key);
+    if record_key.is_empty() {
+        return Err(SkipReason::MissingMatchKey);
     }
-    Ok(MappedRecord { record_key: key.to_string(), properties, unmapped_fields })
+    properties.insert(config.match_key.property().to_string(), record_key.clone());
+    Ok(MappedRecord { record_key, properties, unmapped_fields })
 }
 
 fn looks_like_email(value: &str) -> bool {
@@ -341,7 +368,7 @@ mod tests {
             json!({"plan": "gold", "score": 3, "favourite_colour": "red"}),
             "2024-01-01T00:00:00Z",
         );
-        let record = map_record(&m, ObjectType::Contacts, &config).unwrap();
+        let record = map_record(&m, &config).unwrap();
         assert_eq!(
             record.properties,
             BTreeMap::from([("email".into(), "ada@example.com".into()), ("tier".into(), "gold".into())])
@@ -352,13 +379,13 @@ mod tests {
     #[test]
     fn records_that_must_not_sync_are_skipped_with_a_reason() {
         let m = message("not-an-email", json!({}), "2024-01-01T00:00:00Z");
-        assert_eq!(map_record(&m, ObjectType::Contacts, &contacts(vec![])), Err(SkipReason::ContactWithoutEmail));
+        assert_eq!(map_record(&m, &contacts(vec![])), Err(SkipReason::ContactWithoutEmail));
         let company = ObjectConfig { match_key: MatchKey::CompanyDomain, ..contacts(vec![]) };
         let m = message(" ", json!({}), "2024-01-01T00:00:00Z");
-        assert_eq!(map_record(&m, ObjectType::Companies, &company), Err(SkipReason::CompanyWithoutDomain));
+        assert_eq!(map_record(&m, &company), Err(SkipReason::CompanyWithoutDomain));
         let bad = message("a@b.co", json!({"plan": "bronze"}), "2024-01-01T00:00:00Z");
         let config = contacts(vec![mapping("plan", "tier", FieldType::Enumeration)]);
-        assert!(matches!(map_record(&bad, ObjectType::Contacts, &config), Err(SkipReason::InvalidValue { .. })));
+        assert!(matches!(map_record(&bad, &config), Err(SkipReason::InvalidValue { .. })));
     }
 
     #[test]
@@ -370,24 +397,10 @@ mod tests {
     #[test]
     fn the_payload_hash_changes_with_any_value_and_only_then() {
         let config = contacts(vec![mapping("plan", "tier", FieldType::Enumeration)]);
-        let a = map_record(
-            &message("a@b.co", json!({"plan": "gold"}), "2024-01-01T00:00:00Z"),
-            ObjectType::Contacts,
-            &config,
-        )
-        .unwrap();
-        let again = map_record(
-            &message("a@b.co", json!({"plan": "gold"}), "2024-02-01T00:00:00Z"),
-            ObjectType::Contacts,
-            &config,
-        )
-        .unwrap();
-        let changed = map_record(
-            &message("a@b.co", json!({"plan": "silver"}), "2024-01-01T00:00:00Z"),
-            ObjectType::Contacts,
-            &config,
-        )
-        .unwrap();
+        let a = map_record(&message("a@b.co", json!({"plan": "gold"}), "2024-01-01T00:00:00Z"), &config).unwrap();
+        let again = map_record(&message("a@b.co", json!({"plan": "gold"}), "2024-02-01T00:00:00Z"), &config).unwrap();
+        let changed =
+            map_record(&message("a@b.co", json!({"plan": "silver"}), "2024-01-01T00:00:00Z"), &config).unwrap();
         assert_eq!(a.payload_hash(), again.payload_hash());
         assert_ne!(a.payload_hash(), changed.payload_hash());
     }

@@ -85,8 +85,11 @@ pub struct RunCounts {
     pub unchanged: u64,
     /// Deliberately not synced, by reason (e.g. "contact has no email").
     pub skipped: BTreeMap<String, u64>,
-    /// Failed, by reason (HubSpot's message for permanent errors).
+    /// Failed, by reason (HubSpot's message for permanent errors); such work is parked.
     pub failed: BTreeMap<String, u64>,
+    /// Not finished yet, by reason: retried later, and counted again by the run that retries.
+    #[serde(default)]
+    pub retried: BTreeMap<String, u64>,
 }
 
 impl RunCounts {
@@ -96,6 +99,9 @@ impl RunCounts {
 
     pub fn fail(&mut self, reason: impl Into<String>) {
         *self.failed.entry(reason.into()).or_default() += 1;
+    }
+    pub fn retry(&mut self, reason: impl Into<String>) {
+        *self.retried.entry(reason.into()).or_default() += 1;
     }
 }
 

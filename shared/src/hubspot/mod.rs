@@ -5,6 +5,7 @@
 //! - [`objects`]: records of one object type in one portal ([`HubSpotClient::objects`]),
 //!   including batch calls that report an outcome per input.
 //! - [`properties`]: a portal's property schema ([`HubSpotClient::properties`]).
+//! - [`lists`]: a portal's lists and their memberships ([`HubSpotClient::lists`]).
 //! - [`error`]: [`HubSpotError`] and its [`ErrorClass`] (retry, re-authorise, or give up).
 //! - [`rate_limit`]: the `X-HubSpot-RateLimit-*` headers, read on every response.
 //!
@@ -14,6 +15,7 @@
 pub mod client;
 pub mod error;
 mod lenient;
+pub mod lists;
 pub mod oauth;
 pub mod objects;
 pub mod properties;
@@ -21,6 +23,7 @@ pub mod rate_limit;
 
 pub use client::{ClientOptions, DEFAULT_API_BASE_URL, DEFAULT_APP_BASE_URL, HubSpotClient};
 pub use error::{ErrorBody, ErrorClass, ErrorDetail, ErrorResponse, HubSpotError};
+pub use lists::{HubSpotList, ListProcessing, Lists, MEMBERSHIP_CHUNK, MembershipChange};
 pub use oauth::{AccessTokenInfo, TokenGrant};
 pub use objects::{
     BATCH_LIMIT, BatchOutcome, CrmObject, ItemError, Objects, PAGE_LIMIT, Page, PropertyValues, UpdateInput,

@@ -6,6 +6,6 @@ pub mod secrets;
 pub mod store;
 
 pub use clock::{Clock, SystemClock};
-pub use queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+pub use queue::{MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 pub use secrets::{AppSecrets, SecretSource, SecretsError};
 pub use store::{Store, StoreError};

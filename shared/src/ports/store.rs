@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
@@ -82,13 +84,16 @@ pub trait Store: Send + Sync {
     /// Moves the cursor to `cursor.position` if that is not behind the stored one; an equal
     /// position is accepted (a replayed page). Behind: [`StoreError::CursorBehind`].
     async fn advance_cursor(&self, cursor: &SyncCursor) -> Result<(), StoreError>;
-    async fn get_record_state(
+    /// The states of these records of one connection and object, keyed by record key; records
+    /// never synced are absent. Any number of keys: the store reads them in batches.
+    async fn get_record_states(
         &self,
         id: &ConnectionId,
         object: ObjectType,
-        record_key: &str,
-    ) -> Result<Option<RecordSyncState>, StoreError>;
-    async fn put_record_state(&self, state: &RecordSyncState) -> Result<(), StoreError>;
+        record_keys: &[String],
+    ) -> Result<HashMap<String, RecordSyncState>, StoreError>;
+    /// Creates or replaces these record states, in batches.
+    async fn put_record_states(&self, states: &[RecordSyncState]) -> Result<(), StoreError>;
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError>;
     async fn get_run(&self, id: &ConnectionId, run_id: &str) -> Result<Option<SyncRun>, StoreError>;
     /// Newest first.

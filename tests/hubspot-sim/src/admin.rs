@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::errors::ApiError;
 use crate::faults::{Fault, FaultKind};
+use crate::lists;
 use crate::objects::{self, parse_json};
 use crate::properties::validate;
 use crate::records::Source;
@@ -147,6 +148,35 @@ impl Simulator {
         }
         hub.update(object_type, record_id, &values, source, now_ms());
         Ok(hub.record(object_type, record_id).expect("updated").to_full_json(object_type))
+    }
+
+    /// Creates a list as a person would in HubSpot (no filters). `object_type` is a name or a
+    /// type id (`contacts`, `0-1`); `processing_type` is `MANUAL`, `DYNAMIC` or `SNAPSHOT`.
+    /// Returns the list id.
+    pub fn create_list(&self, hub_id: u64, name: &str, object_type: &str, processing_type: &str) -> String {
+        self.try_create_list(hub_id, name, object_type, processing_type)
+            .unwrap_or_else(|e| panic!("hubspot-sim: create_list: {e}"))
+    }
+
+    fn try_create_list(
+        &self,
+        hub_id: u64,
+        name: &str,
+        object_type: &str,
+        processing_type: &str,
+    ) -> Result<String, ApiError> {
+        let object_type = lists::list_object_type(objects::object_type(object_type)?.type_id())?;
+        let processing = lists::processing(processing_type)?;
+        let mut state = self.sim.lock();
+        let portal = state.portals.get_mut(&hub_id).ok_or_else(|| unknown_portal(hub_id))?;
+        Ok(portal.lists.create(name, object_type, processing, None, now_ms())?.id.to_string())
+    }
+
+    /// The record ids in a list, in id order; empty for an unknown list.
+    pub fn list_members(&self, hub_id: u64, list_id: &str) -> Vec<String> {
+        let state = self.sim.lock();
+        let list = state.portals.get(&hub_id).and_then(|p| p.lists.get(list_id));
+        list.map(|l| l.members.keys().map(u64::to_string).collect()).unwrap_or_default()
     }
 
     /// While `true`, the authorize step redirects with `error=access_denied`, as if the
@@ -301,6 +331,29 @@ async fn edit_as_user(
     Ok(axum::Json(record).into_response())
 }
 
+async fn create_list(State(sim): State<Sim>, Path(hub_id): Path<u64>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let text = |name: &str| -> Result<String, ApiError> {
+        field(&body, name)?
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::bad_request(format!("{name} must be a string")))
+    };
+    let id = handle(&sim).try_create_list(hub_id, &text("name")?, &text("object_type")?, &text("processing_type")?)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "listId": id }))).into_response())
+}
+
+async fn list_members(
+    State(sim): State<Sim>,
+    Path((hub_id, list_id)): Path<(u64, String)>,
+) -> Result<Response, ApiError> {
+    let known = sim.lock().portals.get(&hub_id).is_some_and(|p| p.lists.get(&list_id).is_some());
+    if !known {
+        return Err(ApiError::not_found(format!("no list {list_id} in portal {hub_id}")));
+    }
+    Ok(axum::Json(json!({ "results": handle(&sim).list_members(hub_id, &list_id) })).into_response())
+}
+
 async fn authorize_denies(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
     let body = parse_json(&body)?;
     handle(&sim).authorize_denies(field(&body, "deny")?.as_bool().unwrap_or(false));
@@ -314,6 +367,8 @@ pub fn routes() -> Router<Sim> {
         .route("/_sim/portals/{hubId}/rate-limit", put(set_rate_limit))
         .route("/_sim/portals/{hubId}/objects/{objectType}", get(records).post(seed))
         .route("/_sim/portals/{hubId}/objects/{objectType}/{objectId}", get(record).patch(edit_as_user))
+        .route("/_sim/portals/{hubId}/lists", post(create_list))
+        .route("/_sim/portals/{hubId}/lists/{listId}/members", get(list_members))
         .route("/_sim/tokens", post(issue_tokens))
         .route("/_sim/tokens/expire", post(expire_token))
         .route("/_sim/faults", post(inject_fault).delete(clear_faults))

@@ -3,9 +3,9 @@
 //! It serves, on 127.0.0.1, the parts of HubSpot's public API a sync connector uses, with
 //! HubSpot's status codes, error bodies and headers: OAuth (authorize, token, introspection,
 //! revocation), CRM objects (contacts, companies, deals, line items) with their batch
-//! endpoints and search, the Properties API, bearer-token scopes and the rate limits. Tests
-//! drive it through [`RunningSimulator`]'s methods (seed data, edit as a person, expire
-//! tokens, inject faults); the same controls are served over HTTP under `/_sim/`.
+//! endpoints and search, the Properties API, the Lists API, bearer-token scopes and the rate
+//! limits. Tests drive it through [`RunningSimulator`]'s methods (seed data, edit as a person,
+//! expire tokens, inject faults); the same controls are served over HTTP under `/_sim/`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -20,6 +20,7 @@ mod admin;
 mod auth;
 mod errors;
 mod faults;
+mod lists;
 mod oauth;
 mod objects;
 mod properties;
@@ -34,12 +35,13 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use admin::Simulator;
 pub use faults::{Fault, FaultKind};
+pub use lists::{MEMBERSHIP_IDS_LIMIT, MEMBERSHIP_PAGE_MAX};
 pub use objects::BATCH_LIMIT;
 pub use state::{
     ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PORTAL, OmittedOnUpsert, SimConfig, Tokens,
@@ -144,6 +146,16 @@ impl Simulator {
                     &format!("{p}/{{propertyName}}"),
                     get(properties::get).patch(properties::update).delete(properties::archive),
                 );
+        }
+        for prefix in ["/crm/v3/lists", "/crm/lists/2026-03"] {
+            let l = format!("{prefix}/{{listId}}");
+            crm = crm
+                .route(prefix, post(lists::create))
+                .route(&l, get(lists::get))
+                .route(&format!("{l}/memberships"), get(lists::memberships))
+                .route(&format!("{l}/memberships/add"), put(lists::add))
+                .route(&format!("{l}/memberships/remove"), put(lists::remove))
+                .route(&format!("{l}/memberships/add-and-remove"), put(lists::add_and_remove));
         }
         let crm = crm.route_layer(from_fn_with_state(sim.clone(), auth::crm_auth));
 

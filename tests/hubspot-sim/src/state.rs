@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use crate::faults::Fault;
+use crate::lists::Lists;
 use crate::records::Hub;
 
 /// The app every simulator knows from the start.
@@ -207,6 +208,7 @@ pub struct Portal {
     pub user_id: u64,
     pub user_email: String,
     pub hub: Hub,
+    pub lists: Lists,
 }
 
 impl Portal {
@@ -302,6 +304,7 @@ impl State {
                     user_id: 9_000_000 + hub_id,
                     user_email: format!("admin@portal-{hub_id}.example.com"),
                     hub: Hub::new(),
+                    lists: Lists::default(),
                 };
                 self.portals.insert(hub_id, portal);
             }

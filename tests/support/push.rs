@@ -1,0 +1,161 @@
+//! A connected portal with a saved config, and the push worker driven as Lambda drives it:
+//! messages on moto's SQS, received, wrapped in SQS event JSON and handed to the handler.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use hubsync::console::configs;
+use hubsync::domain::{Connection, ConnectionId, Secret, SyncRun, VersionedConfig};
+use hubsync::ports::{OutgoingMessage, ReceivedMessage};
+use hubsync::push::{ParkedMessage, PushWorker};
+use serde_json::{Value, json};
+
+use crate::oauth::install;
+use crate::world::World;
+
+/// The portal every push test writes to (the simulator's default).
+pub const PORTAL: u64 = 1000;
+
+pub struct PushSetup {
+    pub world: World,
+    pub key: Secret,
+    pub connection: Connection,
+    pub worker: PushWorker,
+}
+
+/// A contacts config: upsert by email, first and last name out, lead status as an enumeration.
+pub fn contacts_config(write_mode: &str) -> Value {
+    json!({ "objects": { "contacts": {
+        "match_key": { "kind": "email" },
+        "write_mode": write_mode,
+        "fields": [
+            { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "out", "platform_type": "string" },
+            { "platform_field": "last_name", "hubspot_property": "lastname", "direction": "out", "platform_type": "string" },
+            { "platform_field": "seats", "hubspot_property": "num_employees", "direction": "out", "platform_type": "number" },
+            { "platform_field": "status", "hubspot_property": "hs_lead_status", "direction": "out",
+              "platform_type": "enumeration", "values": ["NEW", "OPEN"] }
+        ] } } })
+}
+
+impl PushSetup {
+    pub async fn new(config: Value) -> PushSetup {
+        PushSetup::in_world(World::new().await, config).await
+    }
+
+    /// Installs the app for tenant `acme` and saves `config` (checked like the console does).
+    pub async fn in_world(world: World, config: Value) -> PushSetup {
+        let key = world.tenant("acme").await;
+        let id = install(&world, key.expose()).await;
+        let connection = world.deps.store.get_connection(&ConnectionId::new(&id)).await.unwrap().unwrap();
+        let update: VersionedConfig = serde_json::from_value(json!({ "version": 0, "config": config })).unwrap();
+        configs::save(&world.deps, &connection, &update).await.expect("the config is valid");
+        let worker = PushWorker::new(world.deps.clone());
+        PushSetup { world, key, connection, worker }
+    }
+
+    /// A version-1 push message for this connection.
+    pub fn change(&self, object: &str, record_key: &str, fields: Value, changed_at: &str) -> Value {
+        json!({
+            "version": 1, "connection_id": self.connection.id, "object": object,
+            "record_key": record_key, "fields": fields, "changed_at": changed_at
+        })
+    }
+
+    pub async fn send(&self, messages: &[Value]) {
+        let outgoing = messages.iter().map(|m| OutgoingMessage::new(m.to_string())).collect();
+        self.world.deps.push.work.send(outgoing).await.unwrap();
+    }
+
+    pub async fn send_raw(&self, body: &str) {
+        self.world.deps.push.work.send(vec![OutgoingMessage::new(body)]).await.unwrap();
+    }
+
+    /// Receives up to `max` visible messages, as one Lambda batch.
+    pub async fn receive(&self, max: usize) -> Vec<ReceivedMessage> {
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            let got = self.world.deps.push.work.receive((max - batch.len()).min(10), Duration::from_millis(300)).await;
+            let got = got.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            batch.extend(got);
+        }
+        batch
+    }
+
+    /// One Lambda invocation over what is visible (up to 100 messages): returns the batch
+    /// response and how many messages it carried.
+    pub async fn deliver(&self) -> (SqsBatchResponse, usize) {
+        let batch = self.receive(100).await;
+        let response = push_worker::handle(&self.worker, &*self.world.deps.push.work, sqs_event(&batch)).await;
+        (response, batch.len())
+    }
+
+    /// Invokes until nothing is visible; returns the failures reported on the way.
+    pub async fn drain(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        loop {
+            let (response, delivered) = self.deliver().await;
+            if delivered == 0 {
+                return failures;
+            }
+            failures.extend(response.batch_item_failures.into_iter().map(|f| f.item_identifier));
+        }
+    }
+
+    /// Everything in the dead-letter queue (taken out of it).
+    pub async fn parked(&self) -> Vec<ParkedMessage> {
+        let parked = &self.world.deps.push.parked;
+        let mut found = Vec::new();
+        loop {
+            let batch = parked.receive(10, Duration::from_millis(300)).await.unwrap();
+            if batch.is_empty() {
+                return found;
+            }
+            for message in batch {
+                found.push(ParkedMessage::read(&message.body));
+                parked.delete(&message.receipt_handle).await.unwrap();
+            }
+        }
+    }
+
+    pub async fn runs(&self) -> Vec<SyncRun> {
+        self.world.deps.store.list_runs(&self.connection.id, 100).await.unwrap()
+    }
+
+    /// HubSpot's contacts, as email → properties.
+    pub fn contact(&self, email: &str) -> Option<Value> {
+        self.world
+            .sim
+            .records(PORTAL, "contacts")
+            .into_iter()
+            .find(|r| r["properties"]["email"] == email)
+            .map(|r| r["properties"].clone())
+    }
+
+    pub fn hubspot_writes(&self, object: &str) -> u64 {
+        ["upsert", "create", "update"]
+            .iter()
+            .map(|action| self.world.sim.request_count("POST", &format!("/crm/v3/objects/{object}/batch/{action}")))
+            .sum()
+    }
+}
+
+/// The SQS event Lambda would send for these messages, from a recorded event's shape.
+pub fn sqs_event(messages: &[ReceivedMessage]) -> SqsEvent {
+    let recorded: Value = serde_json::from_str(include_str!("../fixtures/sqs-event.json")).unwrap();
+    let template = &recorded["Records"][0];
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let mut record = template.clone();
+            record["messageId"] = json!(m.message_id);
+            record["receiptHandle"] = json!(m.receipt_handle);
+            record["body"] = json!(m.body);
+            record["attributes"]["ApproximateReceiveCount"] = json!(m.receive_count.to_string());
+            record
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("SQS event JSON")
+}
