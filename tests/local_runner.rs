@@ -1,31 +1,17 @@
-//! The README's walkthrough, on the local runner: connect a simulated portal and save a mapping,
-//! over real HTTP, with no AWS at all.
+//! The README's walkthrough, on the local runner: connect a simulated portal, save a mapping and
+//! push a change, over real HTTP, with no AWS at all.
 
-use hubsync_local::{DEMO_API_KEY, LocalOptions};
+use hubsync_local::DEMO_API_KEY;
+use hubsync_tests::local::{install_demo_portal, start_local};
 use serde_json::{Value, json};
 
 #[tokio::test]
-async fn a_newcomer_connects_a_simulated_portal_and_saves_a_mapping() {
-    let local = hubsync_local::start(LocalOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        simulator_addr: "127.0.0.1:0".parse().unwrap(),
-        real_hubspot: None,
-    })
-    .await
-    .unwrap();
+async fn a_newcomer_connects_a_simulated_portal_saves_a_mapping_and_pushes_a_contact() {
+    let local = start_local().await;
     let base = &local.base_url;
     let http = reqwest::Client::new();
 
-    // curl -sL -H 'Authorization: Bearer …' '{base}/oauth/install?return_to={base}/local/return'
-    let outcome: Value = http
-        .get(format!("{base}/oauth/install?return_to={base}/local/return"))
-        .bearer_auth(DEMO_API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let outcome = install_demo_portal(base).await;
     assert_eq!(outcome["hubsync_status"], "connected", "{outcome}");
     let connection = outcome["connection_id"].as_str().unwrap().to_string();
 
@@ -50,5 +36,31 @@ async fn a_newcomer_connects_a_simulated_portal_and_saves_a_mapping() {
         .unwrap();
     assert_eq!(saved.status(), 200);
     assert_eq!(saved.json::<Value>().await.unwrap()["version"], 1);
+
+    // "Sync with HubSpot": the in-process push worker takes it from the queue to the portal.
+    let change = json!({ "version": 1, "object": "contact", "record_key": "ada@example.com",
+        "fields": { "first_name": "Ada" }, "changed_at": "2026-01-01T12:00:00Z" });
+    let queued = http
+        .post(format!("{base}/connections/{connection}/sync"))
+        .bearer_auth(DEMO_API_KEY)
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 202);
+    let mut runs = Value::Null;
+    for _ in 0..100 {
+        let url = format!("{base}/connections/{connection}/runs");
+        runs = http.get(url).bearer_auth(DEMO_API_KEY).send().await.unwrap().json().await.unwrap();
+        if runs["runs"].as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sim = local.simulator.as_ref().unwrap().base_url();
+    let contacts: Value =
+        http.get(format!("{sim}/_sim/portals/1000/objects/contacts")).send().await.unwrap().json().await.unwrap();
+    assert!(contacts.to_string().contains("\"firstname\":\"Ada\""), "{contacts}");
+    assert_eq!(runs["runs"][0]["counts"]["created"], 1, "{runs}");
     local.shutdown().await;
 }

@@ -8,7 +8,7 @@ use hubspot_sim::{Fault, FaultKind, SimConfig};
 use hubsync::domain::{ConnectionStatus, RunCounts};
 use hubsync::push::PushWorker;
 use hubsync_tests::lambda::{Event, invoke};
-use hubsync_tests::push::{PORTAL, PushSetup, contacts_config, sqs_event};
+use hubsync_tests::push::{PORTAL, PushSetup, contacts_config};
 use hubsync_tests::world::World;
 use serde_json::{Value, json};
 
@@ -157,6 +157,8 @@ async fn records_that_must_not_sync_are_dropped_with_their_reason() {
     assert_eq!(counts.skipped["deals are not configured for this connection"], 1);
     assert_eq!(counts.skipped["field `seats` has an invalid value: expected a number"], 1);
     assert_eq!(counts.created, 1, "unmapped fields are ignored; the record itself syncs");
+    let runs = setup.runs().await;
+    assert!(runs.iter().any(|r| r.counts.ignored_fields.get("favourite_colour") == Some(&1)), "{runs:?}");
     assert!(setup.parked().await.is_empty());
 }
 
@@ -243,7 +245,7 @@ async fn outages_are_retried_with_backoff_then_parked_with_the_reason_and_redriv
         let batch = setup.receive(10).await;
         assert_eq!(batch.len(), 1, "attempt {attempt}");
         assert_eq!(batch[0].receive_count, attempt);
-        let response = push_worker::handle(&setup.worker, queue.as_ref(), sqs_event(&batch)).await;
+        let response = setup.invoke(&setup.worker, &batch).await;
         if attempt < 6 {
             assert_eq!(response.batch_item_failures.len(), 1, "attempt {attempt} is reported as failed");
             assert!(setup.receive(10).await.is_empty(), "hidden for its backoff");
@@ -403,7 +405,31 @@ async fn drain_with(setup: &PushSetup, worker: &PushWorker) {
         if batch.is_empty() {
             return;
         }
-        let response = push_worker::handle(worker, &*setup.world.deps.push.work, sqs_event(&batch)).await;
+        let response = setup.invoke(worker, &batch).await;
         assert!(response.batch_item_failures.is_empty(), "no call was refused for the rate limit");
     }
+}
+
+#[tokio::test]
+async fn reinstalling_a_connection_that_needed_reauth_replays_its_parked_changes() {
+    let setup = PushSetup::new(contacts_config("upsert")).await;
+    let mut connection = setup.connection.clone();
+    connection.status = ConnectionStatus::NeedsReauth;
+    setup.world.deps.store.put_connection(&connection).await.unwrap();
+    setup.send(&users(&setup, 1, "Ada", "2026-01-01T00:00:00Z")).await;
+    let queue = &setup.world.deps.push.work;
+    for attempt in 1..=6 {
+        let batch = setup.receive(10).await;
+        let response = setup.invoke(&setup.worker, &batch).await;
+        if attempt < 6 {
+            assert_eq!(response.batch_item_failures.len(), 1, "kept for a retry while the connection is stopped");
+            queue.change_visibility(&batch[0].receipt_handle, Duration::ZERO).await.unwrap();
+        }
+    }
+    assert!(setup.receive(10).await.is_empty(), "parked after its last attempt");
+
+    hubsync_tests::oauth::install(&setup.world, setup.key.expose()).await;
+    assert!(setup.drain().await.is_empty());
+    assert_eq!(setup.contact("user0@example.com").unwrap()["firstname"], "Ada 0");
+    assert!(setup.parked().await.is_empty());
 }

@@ -16,6 +16,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use hubsync::adapters::{DynamoStore, SqsQueue};
 
 pub mod lambda;
+pub mod local;
 pub mod oauth;
 pub mod push;
 pub mod world;

@@ -88,8 +88,20 @@ impl PushSetup {
     /// response and how many messages it carried.
     pub async fn deliver(&self) -> (SqsBatchResponse, usize) {
         let batch = self.receive(100).await;
-        let response = push_worker::handle(&self.worker, &*self.world.deps.push.work, sqs_event(&batch)).await;
-        (response, batch.len())
+        (self.invoke(&self.worker, &batch).await, batch.len())
+    }
+
+    /// What Lambda does with a batch: hands it to the handler as SQS event JSON, then deletes
+    /// every message the response does not report as failed.
+    pub async fn invoke(&self, worker: &PushWorker, batch: &[ReceivedMessage]) -> SqsBatchResponse {
+        let queue = &self.world.deps.push.work;
+        let response = push_worker::handle(worker, queue.as_ref(), sqs_event(batch)).await;
+        for message in batch {
+            if !response.batch_item_failures.iter().any(|f| f.item_identifier == message.message_id) {
+                queue.delete(&message.receipt_handle).await.unwrap();
+            }
+        }
+        response
     }
 
     /// Invokes until nothing is visible; returns the failures reported on the way.

@@ -12,7 +12,7 @@
 //! | refresh lease   | `CONN#<conn>`                   | `REFRESH_LEASE`          | `holder`, `expires_at_ms` |
 //! | schema          | `CONN#<conn>`                   | `SCHEMA#<object>`        |                           |
 //! | cursor          | `CONN#<conn>`                   | `CURSOR#<object>#<flow>` | `ts`, `oid`               |
-//! | run             | `CONN#<conn>`                   | `RUN#<run id>`           |                           |
+//! | run             | `CONN#<conn>`                   | `RUN#<run id>`           | `ttl` (90 days)           |
 //! | record state    | `RECORD#<conn>#<object>#<key>`  | `STATE`                  | (own partition: hot rows spread) |
 //! | OAuth state     | `OAUTH#<state>`                 | `OAUTH`                  | `ttl`                     |
 //! | de-dup key      | `DEDUP#<key>`                   | `DEDUP`                  | `expires_at_ms`, `ttl`    |
@@ -75,6 +75,9 @@ fn record_pk(id: &ConnectionId, object: ObjectType, record_key: &str) -> String 
 fn record_key(id: &ConnectionId, object: ObjectType, record_key: &str) -> Item {
     HashMap::from([("pk".to_string(), s(record_pk(id, object, record_key))), ("sk".to_string(), s("STATE"))])
 }
+
+/// How long run history is kept.
+const RUN_RETENTION: Duration = Duration::days(90);
 
 /// DynamoDB's limits per BatchGetItem and BatchWriteItem call.
 const BATCH_GET_LIMIT: usize = 100;
@@ -474,7 +477,9 @@ impl Store for DynamoStore {
     }
 
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
-        self.put_body(conn_pk(&run.connection_id), &format!("RUN#{}", run.run_id), run).await
+        let mut item = item(conn_pk(&run.connection_id), &format!("RUN#{}", run.run_id), run)?;
+        item.insert("ttl".into(), n((run.started_at + RUN_RETENTION).unix_timestamp()));
+        self.put_item(item).await
     }
 
     async fn get_run(&self, id: &ConnectionId, run_id: &str) -> Result<Option<SyncRun>, StoreError> {

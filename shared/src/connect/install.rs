@@ -186,6 +186,7 @@ async fn register(
     // Reinstalling updates the tenant's connection to this portal instead of adding another.
     let previous = existing.into_iter().find(|c| &c.tenant_id == tenant);
     let is_new = previous.is_none();
+    let was_stopped = previous.as_ref().is_some_and(|c| c.status == ConnectionStatus::NeedsReauth);
     let connection = match previous {
         Some(mut connection) => {
             connection.status = ConnectionStatus::Active;
@@ -217,5 +218,14 @@ async fn register(
         return Err(err.into());
     }
     tracing::info!(connection = %connection.id, tenant = %tenant, portal = connection.portal_id, "HubSpot app installed");
+    if was_stopped {
+        // Changes parked while the connection could not reach HubSpot go out again now.
+        match crate::push::redrive(&*deps.push.parked, &*deps.push.work, Some(&connection.id)).await {
+            Ok(report) => {
+                tracing::info!(connection = %connection.id, replayed = report.replayed, "parked changes redriven")
+            }
+            Err(err) => tracing::warn!(connection = %connection.id, error = %err, "could not redrive parked changes"),
+        }
+    }
     Ok(connection)
 }

@@ -132,10 +132,20 @@ pub enum SkipReason {
     CompanyWithoutDomain,
     #[error("record has no value for its match key")]
     MissingMatchKey,
-    #[error("object is not configured for this connection")]
-    ObjectNotConfigured,
+    #[error("{0} are not configured for this connection")]
+    ObjectNotConfigured(ObjectType),
     #[error("connection is disabled")]
     ConnectionDisabled,
+    #[error("connection {0} does not exist (uninstalled)")]
+    ConnectionGone(ConnectionId),
+    #[error("superseded: a newer change of this record was already written")]
+    Superseded,
+    #[error("not found in HubSpot (update-only mode)")]
+    NotFoundForUpdate,
+    #[error("already exists in HubSpot (create-only mode)")]
+    ExistsForCreate,
+    #[error("merged into a newer change of the same record")]
+    Merged,
     #[error("field `{field}` has an invalid value: {reason}")]
     InvalidValue { field: String, reason: String },
 }

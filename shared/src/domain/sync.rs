@@ -90,6 +90,9 @@ pub struct RunCounts {
     /// Not finished yet, by reason: retried later, and counted again by the run that retries.
     #[serde(default)]
     pub retried: BTreeMap<String, u64>,
+    /// Fields the platform sent that no outbound mapping uses, by field name: not written.
+    #[serde(default)]
+    pub ignored_fields: BTreeMap<String, u64>,
 }
 
 impl RunCounts {

@@ -56,6 +56,22 @@ pub(crate) mod paths {
     pub fn properties(object: ObjectType) -> Vec<&'static str> {
         vec!["crm", CRM_VERSION, "properties", object.api_name()]
     }
+
+    pub fn search(object: ObjectType) -> Vec<&'static str> {
+        vec!["crm", CRM_VERSION, "objects", object.api_name(), "search"]
+    }
+
+    pub fn lists() -> Vec<&'static str> {
+        vec!["crm", CRM_VERSION, "lists"]
+    }
+
+    pub fn list(list_id: &str) -> Vec<&str> {
+        vec!["crm", CRM_VERSION, "lists", list_id]
+    }
+
+    pub fn memberships<'a>(list_id: &'a str, action: &'a str) -> Vec<&'a str> {
+        vec!["crm", CRM_VERSION, "lists", list_id, "memberships", action]
+    }
 }
 
 /// How the client is built. `Default` is production HubSpot.
@@ -140,6 +156,26 @@ impl HubSpotClient {
 
     pub(crate) fn request(&self, method: Method, url: Url) -> RequestBuilder {
         self.http.request(method, url)
+    }
+
+    /// One call to a CRM endpoint with a portal's access token (and JSON body, query string).
+    pub(crate) async fn call_with_token(
+        &self,
+        operation: &str,
+        token: &Secret,
+        method: Method,
+        segments: &[&str],
+        body: Option<&serde_json::Value>,
+        query: &[(&str, String)],
+    ) -> Result<Reply, HubSpotError> {
+        let mut request = self.request(method, self.api_url(segments)).bearer_auth(token.expose());
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.execute(operation, request, &[token]).await
     }
 
     /// Sends a request and reads its body (up to the size limit). Any non-2xx status becomes

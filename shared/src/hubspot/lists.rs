@@ -152,18 +152,6 @@ fn invalid(operation: &str, reason: &str) -> HubSpotError {
     HubSpotError::InvalidResponse { operation: operation.to_string(), reason: reason.to_string() }
 }
 
-fn lists_path() -> Vec<&'static str> {
-    vec!["crm", paths::CRM_VERSION, "lists"]
-}
-
-fn list_path(list_id: &str) -> Vec<&str> {
-    vec!["crm", paths::CRM_VERSION, "lists", list_id]
-}
-
-fn memberships_path<'a>(list_id: &'a str, action: &'a str) -> Vec<&'a str> {
-    vec!["crm", paths::CRM_VERSION, "lists", list_id, "memberships", action]
-}
-
 /// The lists of the portal a token belongs to.
 #[derive(Debug, Clone, Copy)]
 pub struct Lists<'a> {
@@ -187,17 +175,13 @@ impl Lists<'_> {
         segments: &[&str],
         body: Option<&Value>,
     ) -> Result<Reply, HubSpotError> {
-        let mut request = self.client.request(method, self.client.api_url(segments)).bearer_auth(self.token.expose());
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        self.client.execute(operation, request, &[self.token]).await
+        self.client.call_with_token(operation, self.token, method, segments, body, &[]).await
     }
 
     /// One list by id. An unknown id is [`HubSpotError::NotFound`].
     pub async fn get(&self, list_id: &str) -> Result<HubSpotList, HubSpotError> {
         let op = "get list";
-        let envelope: ListEnvelope = self.call(op, Method::GET, &list_path(list_id), None).await?.json(op)?;
+        let envelope: ListEnvelope = self.call(op, Method::GET, &paths::list(list_id), None).await?.json(op)?;
         envelope.into_list(op)
     }
 
@@ -211,7 +195,7 @@ impl Lists<'_> {
     ) -> Result<HubSpotList, HubSpotError> {
         let op = "create list";
         let body = json!({ "name": name, "objectTypeId": object.type_id(), "processingType": processing.as_str() });
-        let envelope: ListEnvelope = self.call(op, Method::POST, &lists_path(), Some(&body)).await?.json(op)?;
+        let envelope: ListEnvelope = self.call(op, Method::POST, &paths::lists(), Some(&body)).await?.json(op)?;
         envelope.into_list(op)
     }
 
@@ -244,7 +228,7 @@ impl Lists<'_> {
         for chunk in record_ids.chunks(MEMBERSHIP_CHUNK) {
             let body = json!(chunk);
             change.calls += 1;
-            let reply = self.call(operation, Method::PUT, &memberships_path(list_id, action), Some(&body)).await?;
+            let reply = self.call(operation, Method::PUT, &paths::memberships(list_id, action), Some(&body)).await?;
             change.rate_limit = reply.rate_limit.or(change.rate_limit);
             let answer: MembershipsBody =
                 if reply.body.is_empty() { MembershipsBody::default() } else { reply.json(operation)? };

@@ -229,14 +229,7 @@ impl<'a> Objects<'a> {
         body: Option<&Value>,
         query: &[(&str, String)],
     ) -> Result<Reply, HubSpotError> {
-        let mut request = self.client.request(method, self.client.api_url(segments)).bearer_auth(self.token.expose());
-        if !query.is_empty() {
-            request = request.query(query);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let result = self.client.execute(operation, request, &[self.token]).await;
+        let result = self.client.call_with_token(operation, self.token, method, segments, body, query).await;
         let seen = match &result {
             Ok(reply) => reply.rate_limit,
             Err(err) => err.rate_limit(),
@@ -303,8 +296,7 @@ impl<'a> Objects<'a> {
         properties: &[&str],
     ) -> Result<Vec<CrmObject>, HubSpotError> {
         let op = self.op("search");
-        let mut segments = paths::objects(self.object);
-        segments.push("search");
+        let segments = paths::search(self.object);
         let mut found = Vec::new();
         for chunk in values.chunks(SEARCH_IN_LIMIT) {
             let mut after: Option<String> = None;

@@ -136,23 +136,18 @@ impl Properties<'_> {
     /// Every property of the object (HubSpot does not page this list).
     pub async fn list(&self) -> Result<Vec<Property>, HubSpotError> {
         let op = format!("list {} properties", self.object);
-        let request = self
-            .client
-            .request(Method::GET, self.client.api_url(&paths::properties(self.object)))
-            .bearer_auth(self.token.expose());
-        let body: PropertiesBody = self.client.execute(&op, request, &[self.token]).await?.json(&op)?;
+        let segments = paths::properties(self.object);
+        let reply = self.client.call_with_token(&op, self.token, Method::GET, &segments, None, &[]).await?;
+        let body: PropertiesBody = reply.json(&op)?;
         Ok(body.results)
     }
 
     /// Creates a property. A name already taken is [`HubSpotError::Conflict`].
     pub async fn create(&self, property: &PropertyCreate) -> Result<Property, HubSpotError> {
         let op = format!("create a {} property", self.object);
-        let request = self
-            .client
-            .request(Method::POST, self.client.api_url(&paths::properties(self.object)))
-            .bearer_auth(self.token.expose())
-            .json(property);
-        self.client.execute(&op, request, &[self.token]).await?.json(&op)
+        let body = serde_json::to_value(property).map_err(|e| HubSpotError::Setup(e.to_string()))?;
+        let segments = paths::properties(self.object);
+        self.client.call_with_token(&op, self.token, Method::POST, &segments, Some(&body), &[]).await?.json(&op)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::connect::tokens::TokenError;
 use crate::deps::Deps;
 use crate::domain::{
     Connection, ConnectionId, ConnectionStatus, MappedRecord, ObjectConfig, ObjectType, PushMessage, RecordSyncState,
-    RunCounts, RunKind, RunStatus, Secret, SyncRun, WriteMode, map_record, merge_changes,
+    RunCounts, RunKind, RunStatus, Secret, SkipReason, SyncRun, WriteMode, map_record, merge_changes,
 };
 use crate::hubspot::{
     BATCH_LIMIT, BatchOutcome, CrmObject, ErrorClass, HubSpotError, ItemError, PropertyValues, UpdateInput, UpsertInput,
@@ -115,7 +115,6 @@ impl CallFailed {
 }
 
 const NEEDS_REAUTH: &str = "the connection needs re-authorisation: reinstall the HubSpot app, then redrive";
-const MERGED: &str = "merged into a newer change of the same record";
 
 pub struct PushWorker {
     deps: Deps,
@@ -212,6 +211,9 @@ impl PushWorker {
                 self.apply_lists(&target, &config, &mut records).await;
                 self.save_states(&target.connection, object, &mut records).await;
                 for record in &records {
+                    for field in &record.mapped.unmapped_fields {
+                        *run.counts.ignored_fields.entry(field.clone()).or_default() += 1;
+                    }
                     let outcome = record.outcome.clone().unwrap_or_else(|| Outcome::Retry("not attempted".into()));
                     record_outcome(&outcome, &record.indexes, verdicts, &mut run.counts);
                 }
@@ -239,13 +241,11 @@ impl PushWorker {
 
         let connection = self.deps.store.get_connection(connection_id).await.map_err(retry_store)?;
         let Some(connection) = connection else {
-            return Err(whole_group(Outcome::Skipped(format!(
-                "connection {connection_id} does not exist (uninstalled)"
-            ))));
+            return Err(whole_group(skipped(SkipReason::ConnectionGone(connection_id.clone()))));
         };
         match connection.status {
             ConnectionStatus::Active => {}
-            ConnectionStatus::Disabled => return Err(whole_group(Outcome::Skipped("connection is disabled".into()))),
+            ConnectionStatus::Disabled => return Err(whole_group(skipped(SkipReason::ConnectionDisabled))),
             ConnectionStatus::NeedsReauth | ConnectionStatus::Pending => {
                 return Err(whole_group(Outcome::Retry(NEEDS_REAUTH.into())));
             }
@@ -254,7 +254,7 @@ impl PushWorker {
         let Some((config, limit_per_10s)) =
             stored.and_then(|c| Some((c.objects.get(&object)?.clone(), c.options.rate_limit_per_10s)))
         else {
-            return Err(whole_group(Outcome::Skipped(format!("{object} are not configured for this connection"))));
+            return Err(whole_group(skipped(SkipReason::ObjectNotConfigured(object))));
         };
 
         // Fold the changes to each record; map each folded change.
@@ -278,7 +278,7 @@ impl PushWorker {
                     written: false,
                     outcome: None,
                 }),
-                Err(reason) => settled.push((indexes, Outcome::Skipped(reason.to_string()))),
+                Err(reason) => settled.push((indexes, skipped(reason))),
             }
         }
 
@@ -290,7 +290,7 @@ impl PushWorker {
             record.hubspot_id = state.hubspot_id.clone();
             let change_ms = millis(record.change.changed_at);
             if state.last_pushed_change_ms.is_some_and(|written| change_ms < written) {
-                record.settle(Outcome::Skipped("superseded: a newer change of this record was already written".into()));
+                record.settle(skipped(SkipReason::Superseded));
             } else if state.last_pushed_hash.as_deref() == Some(record.mapped.payload_hash().as_str()) {
                 record.settle(Outcome::Unchanged);
             }
@@ -338,14 +338,14 @@ impl PushWorker {
             match (existing.get(record.key()), config.write_mode) {
                 (Some(id), WriteMode::CreateOnly) => {
                     record.hubspot_id = Some(id.clone());
-                    record.settle(Outcome::Skipped("already exists in HubSpot (create-only mode)".into()));
+                    record.settle(skipped(SkipReason::ExistsForCreate));
                 }
                 (Some(id), _) => {
                     record.hubspot_id = Some(id.clone());
                     updates.push(i);
                 }
                 (None, WriteMode::UpdateOnly) => {
-                    record.settle(Outcome::Skipped("not found in HubSpot (update-only mode)".into()));
+                    record.settle(skipped(SkipReason::NotFoundForUpdate));
                 }
                 (None, _) => creates.push(i),
             }
@@ -646,6 +646,10 @@ fn settle_writes(
     }
 }
 
+fn skipped(reason: SkipReason) -> Outcome {
+    Outcome::Skipped(reason.to_string())
+}
+
 fn item_outcome(err: &ItemError) -> Outcome {
     match err.class() {
         ErrorClass::Permanent => Outcome::Failed(match err.body() {
@@ -688,7 +692,7 @@ fn record_outcome(outcome: &Outcome, indexes: &[usize], verdicts: &mut [Verdict]
     if matches!(outcome, Outcome::Retry(_) | Outcome::Failed(_)) {
         return;
     }
-    (0..older).for_each(|_| counts.skip(MERGED));
+    (0..older).for_each(|_| counts.skip(SkipReason::Merged.to_string()));
     match outcome {
         Outcome::Created => counts.created += 1,
         Outcome::Updated => counts.updated += 1,

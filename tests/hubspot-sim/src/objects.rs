@@ -142,7 +142,7 @@ pub async fn list(
     let state = sim.lock();
     let hub = &state.portals[&caller.hub_id].hub;
     let mut page: Vec<_> =
-        hub.records(object_type).filter(|r| r.id >= after && r.is_archived() == archived).take(limit + 1).collect();
+        hub.records_from(object_type, after).filter(|r| r.is_archived() == archived).take(limit + 1).collect();
     let next = (page.len() > limit).then(|| page.pop().map(|r| r.id)).flatten();
     let results: Vec<Value> = page.iter().map(|r| r.to_json(object_type, selection(&names), &history)).collect();
     let mut body = json!({ "results": results });

@@ -508,8 +508,8 @@ pub async fn create(
     check_types(&property_type, &field_type, &options)?;
 
     let mut state = sim.lock();
-    let properties = state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub.properties_mut(object_type);
-    if properties.iter().any(|p| p.name == name && !p.archived) {
+    let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
+    if hub.property(object_type, &name).is_some() {
         return Err(ApiError::conflict(format!("A property named '{name}' already exists.")));
     }
     let now = now_ms();
@@ -534,8 +534,7 @@ pub async fn create(
         updated_at: now,
     };
     let json = property.to_json();
-    properties.retain(|p| p.name != property.name);
-    properties.push(property);
+    hub.add_property(object_type, property);
     Ok((StatusCode::CREATED, axum::Json(json)).into_response())
 }
 

@@ -1,7 +1,7 @@
 //! A portal's CRM data: property definitions and records, with every value stamped with when
 //! and by whom it was written (webhooks and `propertiesWithHistory` need `changeSource`/`sourceId`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 
@@ -184,17 +184,33 @@ impl Record {
     }
 }
 
+/// The live records holding each value of one property. Normally one per value, but a property
+/// made unique after records existed may start with duplicates (`find` answers the lowest id).
+type ValueIndex = HashMap<String, BTreeSet<u64>>;
+
 /// One portal's CRM.
 pub struct Hub {
     properties: BTreeMap<ObjectType, Vec<PropertyDef>>,
     records: BTreeMap<ObjectType, BTreeMap<u64, Record>>,
+    /// Per type and property name: the values of unique properties, so lookups by `idProperty`
+    /// and uniqueness checks don't scan every record (a batch upsert by email checks each input).
+    /// Live records only. A property stays indexed whatever later happens to its definition.
+    indexes: BTreeMap<ObjectType, HashMap<String, ValueIndex>>,
     next_id: u64,
 }
 
 impl Hub {
     pub fn new() -> Hub {
         let properties = ObjectType::ALL.iter().map(|&t| (t, default_properties(t))).collect();
-        Hub { properties, records: BTreeMap::new(), next_id: 101 }
+        let mut hub = Hub { properties, records: BTreeMap::new(), indexes: BTreeMap::new(), next_id: 101 };
+        for object_type in ObjectType::ALL {
+            let unique: Vec<String> =
+                hub.properties(object_type).iter().filter(|p| p.has_unique_value).map(|p| p.name.clone()).collect();
+            for name in unique {
+                hub.index_property(object_type, &name);
+            }
+        }
+        hub
     }
 
     pub fn properties(&self, object_type: ObjectType) -> &[PropertyDef] {
@@ -205,8 +221,36 @@ impl Hub {
         self.properties(object_type).iter().find(|p| p.name == name && !p.archived)
     }
 
+    /// For changes that leave `has_unique_value` alone; new properties go through `add_property`.
     pub fn properties_mut(&mut self, object_type: ObjectType) -> &mut Vec<PropertyDef> {
         self.properties.entry(object_type).or_default()
+    }
+
+    /// Adds a property definition (replacing an archived one of the same name); a unique one gets
+    /// indexed from the records there are.
+    pub fn add_property(&mut self, object_type: ObjectType, property: PropertyDef) {
+        if property.has_unique_value {
+            self.index_property(object_type, &property.name);
+        }
+        let properties = self.properties_mut(object_type);
+        properties.retain(|p| p.name != property.name);
+        properties.push(property);
+    }
+
+    /// Starts keeping an index of a property's values; a no-op if it has one already (indexes
+    /// are kept up to date on every write, whatever the property's definition).
+    fn index_property(&mut self, object_type: ObjectType, name: &str) {
+        let indexes = self.indexes.entry(object_type).or_default();
+        if indexes.contains_key(name) {
+            return;
+        }
+        let mut index = ValueIndex::new();
+        for record in self.records.get(&object_type).into_iter().flat_map(|m| m.values()) {
+            if let Some(value) = record.value(name).filter(|_| !record.is_archived()) {
+                index.entry(value.to_string()).or_default().insert(record.id);
+            }
+        }
+        indexes.insert(name.to_string(), index);
     }
 
     /// Any record, archived or not.
@@ -224,6 +268,12 @@ impl Hub {
         self.records.get(&object_type).into_iter().flat_map(|m| m.values())
     }
 
+    /// Records with ids from `first` on, in id order: a list page starts at its cursor without
+    /// walking every record before it.
+    pub fn records_from(&self, object_type: ObjectType, first: u64) -> impl Iterator<Item = &Record> {
+        self.records.get(&object_type).into_iter().flat_map(move |m| m.range(first..).map(|(_, r)| r))
+    }
+
     /// Looks a live record up by id (`hs_object_id`) or by a property's value. Emails compare
     /// case-insensitively, as HubSpot stores them lower-cased.
     pub fn find(&self, object_type: ObjectType, id_property: Option<&str>, key: &str) -> Option<&Record> {
@@ -231,7 +281,14 @@ impl Hub {
             None | Some("hs_object_id") => key.trim().parse().ok().and_then(|id| self.live(object_type, id)),
             Some(name) => {
                 let key = if name == "email" { key.trim().to_lowercase() } else { key.to_string() };
-                self.records(object_type).find(|r| !r.is_archived() && r.value(name) == Some(key.as_str()))
+                match self.indexes.get(&object_type).and_then(|i| i.get(name)) {
+                    // The lowest id: the one a scan in id order would find first.
+                    Some(index) => {
+                        index.get(&key).and_then(|ids| ids.first()).and_then(|&id| self.live(object_type, id))
+                    }
+                    // Only properties that never were unique are not indexed.
+                    None => self.records(object_type).find(|r| !r.is_archived() && r.value(name) == Some(key.as_str())),
+                }
             }
         }
     }
@@ -273,6 +330,7 @@ impl Hub {
         all.insert("hs_object_id".into(), id.to_string());
         all.entry("createdate".into()).or_insert_with(|| now.to_string());
         record.apply(object_type, &all, source, now);
+        index_record(self.indexes.entry(object_type).or_default(), &record, true);
         self.records.entry(object_type).or_default().insert(id, record);
         id
     }
@@ -287,16 +345,37 @@ impl Hub {
         now: i64,
     ) -> Option<bool> {
         let record = self.records.get_mut(&object_type)?.get_mut(&id).filter(|r| !r.is_archived())?;
-        Some(record.apply(object_type, values, source, now))
+        let indexes = self.indexes.entry(object_type).or_default();
+        index_record(indexes, record, false);
+        let changed = record.apply(object_type, values, source, now);
+        index_record(indexes, record, true);
+        Some(changed)
     }
 
     /// Archives a live record; unknown or already archived ids are fine (HubSpot answers 204).
     pub fn archive(&mut self, object_type: ObjectType, id: u64, now: i64) {
         if let Some(record) = self.records.get_mut(&object_type).and_then(|m| m.get_mut(&id)) {
             if record.archived_at.is_none() {
+                // Archived records free their unique values.
+                index_record(self.indexes.entry(object_type).or_default(), record, false);
                 record.archived_at = Some(now);
                 record.updated_at = now;
                 record.version += 1;
+            }
+        }
+    }
+}
+
+/// Adds a live record's values to its type's indexes, or takes them out (`add: false`).
+fn index_record(indexes: &mut HashMap<String, ValueIndex>, record: &Record, add: bool) {
+    for (name, index) in indexes.iter_mut() {
+        let Some(value) = record.value(name) else { continue };
+        if add {
+            index.entry(value.to_string()).or_default().insert(record.id);
+        } else if let Some(ids) = index.get_mut(value) {
+            ids.remove(&record.id);
+            if ids.is_empty() {
+                index.remove(value);
             }
         }
     }

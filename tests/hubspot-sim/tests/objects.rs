@@ -462,3 +462,135 @@ async fn search_filters_sorts_and_pages() {
     let limited = statuses.iter().find(|r| r.status == StatusCode::TOO_MANY_REQUESTS).expect("the search limit hit");
     assert_eq!(limited.body["policyName"], "SECONDLY");
 }
+
+/// Lookups by unique value go through an index; it must follow every write, archive and new
+/// unique property.
+#[tokio::test]
+async fn unique_values_follow_writes_archives_and_new_unique_properties() {
+    let s = sim().await;
+    let upsert_path = format!("{CONTACTS}/batch/upsert");
+    let upsert = |email: &str| {
+        let body = json!({ "inputs": [ { "id": email, "idProperty": "email", "properties": { "firstname": "X" } } ] });
+        s.post(&upsert_path, body)
+    };
+    let by_email = |email: &str| {
+        let path = format!("{CONTACTS}/{email}?idProperty=email");
+        let s = &s;
+        async move { s.get(&path).await }
+    };
+
+    // An email change frees the old email for a new record.
+    let first = upsert("a@example.com").await;
+    assert_eq!(first.body["results"][0]["new"], true, "{}", first.body);
+    let first_id = first.body["results"][0]["id"].as_str().unwrap().to_string();
+    let moved = s
+        .call(
+            Method::PATCH,
+            &format!("{CONTACTS}/{first_id}"),
+            Some(json!({ "properties": { "email": "b@example.com" } })),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    assert_eq!(by_email("b@example.com").await.body["id"], first_id.as_str());
+    let taken = upsert("A@Example.com").await;
+    assert_eq!(taken.body["results"][0]["new"], true, "the old email is free");
+    let second_id = taken.body["results"][0]["id"].as_str().unwrap().to_string();
+    assert_ne!(second_id, first_id);
+    assert_eq!(upsert("b@example.com").await.body["results"][0]["id"], first_id.as_str(), "the new email finds it");
+
+    // Clearing an email frees it too; so does a change by a person in HubSpot.
+    let cleared =
+        s.call(Method::PATCH, &format!("{CONTACTS}/{second_id}"), Some(json!({ "properties": { "email": "" } }))).await;
+    assert_eq!(cleared.status, StatusCode::OK);
+    assert_eq!(by_email("a@example.com").await.status, StatusCode::NOT_FOUND);
+    let third = s.post(CONTACTS, json!({ "properties": { "email": "a@example.com" } })).await;
+    assert_eq!(third.status, StatusCode::CREATED, "{}", third.body);
+    let third_id = third.body["id"].as_str().unwrap().to_string();
+    s.sim.edit_as_user(1000, "contacts", &third_id, json!({ "email": "c@example.com" }));
+    assert_eq!(by_email("c@example.com").await.body["id"], third_id.as_str());
+    assert_eq!(by_email("a@example.com").await.status, StatusCode::NOT_FOUND);
+    let clash = s
+        .call(
+            Method::PATCH,
+            &format!("{CONTACTS}/{second_id}"),
+            Some(json!({ "properties": { "email": "c@example.com" } })),
+        )
+        .await;
+    assert_eq!(clash.body["message"], format!("Contact already exists. Existing ID: {third_id}"));
+
+    // Batch update keyed by email, changing the email.
+    let renamed = s
+        .post(
+            &format!("{CONTACTS}/batch/update"),
+            json!({ "inputs": [ { "id": "c@example.com", "idProperty": "email", "properties": { "email": "d@example.com" } } ] }),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    assert_eq!(by_email("d@example.com").await.body["id"], third_id.as_str());
+    assert_eq!(by_email("c@example.com").await.status, StatusCode::NOT_FOUND);
+
+    // Archived records' emails are free; the archived record keeps its value.
+    assert_eq!(s.call(Method::DELETE, &format!("{CONTACTS}/{first_id}"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(by_email("b@example.com").await.status, StatusCode::NOT_FOUND);
+    let reborn = upsert("b@example.com").await;
+    assert_eq!(reborn.body["results"][0]["new"], true);
+    let reborn_id = reborn.body["results"][0]["id"].as_str().unwrap().to_string();
+    assert_ne!(reborn_id, first_id);
+    assert_eq!(by_email("b@example.com").await.body["id"], reborn_id.as_str());
+    let archived = s.get(&format!("{CONTACTS}/{first_id}?archived=true&properties=email")).await;
+    assert_eq!(archived.body["properties"]["email"], "b@example.com");
+    let seeded = s.sim.seed(1000, "contacts", json!({ "email": "d2@example.com" }));
+    assert_eq!(by_email("d2@example.com").await.body["id"], seeded.as_str());
+
+    // Lookups by a property that is not unique still work (by scan).
+    let by_name = s.get(&format!("{CONTACTS}/X?idProperty=firstname")).await;
+    assert_eq!(by_name.body["id"], second_id.as_str(), "the lowest id holding the value");
+
+    // A unique property created after records hold values (left by an archived property of the
+    // same name) is found at once; duplicates from before answer the lowest id, as a scan would.
+    let code = |unique: bool| {
+        json!({ "name": "code", "label": "Code", "type": "string", "fieldType": "text",
+            "groupName": "companyinformation", "hasUniqueValue": unique })
+    };
+    const COMPANIES: &str = "/crm/v3/objects/companies";
+    assert_eq!(s.post("/crm/v3/properties/companies", code(false)).await.status, StatusCode::CREATED);
+    let mut companies = Vec::new();
+    for value in ["k1", "k2", "k1", "k3"] {
+        let created = s.post(COMPANIES, json!({ "properties": { "code": value } })).await;
+        companies.push(created.body["id"].as_str().unwrap().to_string());
+    }
+    s.call(Method::DELETE, &format!("{COMPANIES}/{}", companies[3]), None).await;
+    assert_eq!(s.call(Method::DELETE, "/crm/v3/properties/companies/code", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(s.post("/crm/v3/properties/companies", code(true)).await.status, StatusCode::CREATED);
+    let read = |keys: &[&str]| {
+        let inputs: Vec<Value> = keys.iter().map(|k| json!({ "id": k })).collect();
+        let s = &s;
+        async move {
+            let body = json!({ "idProperty": "code", "properties": ["code"], "inputs": inputs });
+            s.post(&format!("{COMPANIES}/batch/read"), body).await
+        }
+    };
+    let found = read(&["k1", "k2", "k3"]).await;
+    assert_eq!(found.status, StatusCode::MULTI_STATUS, "{}", found.body);
+    assert_eq!(ids(&found.body["results"]), [companies[0].clone(), companies[1].clone()]);
+    assert_eq!(found.body["errors"][0]["context"]["ids"], json!(["k3"]), "k3 is on an archived record");
+    let conflict = s.post(COMPANIES, json!({ "properties": { "code": "k2" } })).await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+    assert!(conflict.body["message"].as_str().unwrap().ends_with(&format!("Existing ID: {}", companies[1])));
+
+    // Writes after the property exists keep it current.
+    let recoded = s
+        .call(Method::PATCH, &format!("{COMPANIES}/{}", companies[1]), Some(json!({ "properties": { "code": "k4" } })))
+        .await;
+    assert_eq!(recoded.status, StatusCode::OK);
+    let upserted = s
+        .post(
+            &format!("{COMPANIES}/batch/upsert"),
+            json!({ "inputs": [ { "id": "k5", "idProperty": "code", "properties": { "name": "Five" } } ] }),
+        )
+        .await;
+    let five = upserted.body["results"][0]["id"].as_str().unwrap().to_string();
+    let found = read(&["k4", "k5", "k2"]).await;
+    assert_eq!(ids(&found.body["results"]), [companies[1].clone(), five]);
+    assert_eq!(found.body["errors"][0]["context"]["ids"], json!(["k2"]));
+}
