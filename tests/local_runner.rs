@@ -61,6 +61,52 @@ async fn a_newcomer_connects_a_simulated_portal_saves_a_mapping_and_pushes_a_con
     let contacts: Value =
         http.get(format!("{sim}/_sim/portals/1000/objects/contacts")).send().await.unwrap().json().await.unwrap();
     assert!(contacts.to_string().contains("\"firstname\":\"Ada\""), "{contacts}");
+
+    // Take first names back in, delivered to the local stand-in for the platform.
+    let config = json!({
+        "version": 1,
+        "config": { "objects": { "contacts": {
+            "match_key": { "kind": "email" },
+            "write_mode": "upsert",
+            "fields": [ { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "both", "platform_type": "string" } ]
+        } }, "options": { "webhooks_enabled": true, "data_in_enabled": true, "ingest_url": format!("{base}/local/platform/ingest") } }
+    });
+    let saved = http
+        .put(format!("{base}/connections/{connection}/config"))
+        .bearer_auth(DEMO_API_KEY)
+        .json(&config)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap());
+
+    // Someone renames Ada in HubSpot: the webhook brings it to the platform.
+    let ada =
+        contacts["results"].as_array().unwrap().iter().find(|c| c["properties"]["email"] == "ada@example.com").unwrap()
+            ["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let edit = http
+        .patch(format!("{sim}/_sim/portals/1000/objects/contacts/{ada}"))
+        .json(&json!({ "properties": { "firstname": "Augusta" } }))
+        .send()
+        .await
+        .unwrap();
+    assert!(edit.status().is_success());
+    let mut received = Value::Null;
+    for _ in 0..100 {
+        received = http.get(format!("{base}/local/platform/received")).send().await.unwrap().json().await.unwrap();
+        if received.to_string().contains("Augusta") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let records = received["records"].as_array().unwrap();
+    let attempts = local.simulator.as_ref().unwrap().webhook_attempts();
+    assert_eq!(records.len(), 1, "hubsync's own push did not come back: {received} {attempts:?}");
+    assert_eq!(records[0]["fields"]["first_name"], "Augusta");
+    assert_eq!(records[0]["record_key"], "ada@example.com");
     assert_eq!(runs["runs"][0]["counts"]["created"], 1, "{runs}");
     local.shutdown().await;
 }

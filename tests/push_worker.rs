@@ -262,9 +262,7 @@ async fn outages_are_retried_with_backoff_then_parked_with_the_reason_and_redriv
     assert_eq!(totals(&setup.runs().await).retried.values().sum::<u64>(), 6);
 
     // Put it back in the dead-letter queue, fix HubSpot, redrive from the console.
-    hubsync::push::parking::park(&*setup.world.deps.push.parked, &parked[0].body, parked[0].parked.clone())
-        .await
-        .unwrap();
+    hubsync::work::park(&*setup.world.deps.push.parked, &parked[0].body, parked[0].parked.clone()).await.unwrap();
     setup.world.sim.clear_faults();
     let console = console_api::router(setup.world.deps.clone());
     let path = format!("/connections/{}/redrive", setup.connection.id);

@@ -112,6 +112,10 @@ async fn dedup_key_is_claimed_once_until_it_expires(store: Arc<dyn Store>) {
     let renewed = DedupKey { key: key.key.clone(), expires_at: now() + Duration::hours(50) };
     assert!(store.claim_dedup_key(&renewed, now() + Duration::hours(25)).await.unwrap());
     assert!(!store.claim_dedup_key(&renewed, now() + Duration::hours(26)).await.unwrap());
+
+    // Released (its work was not stored): the next delivery is processed.
+    store.release_dedup_key(&renewed.key).await.unwrap();
+    assert!(store.claim_dedup_key(&renewed, now() + Duration::hours(26)).await.unwrap());
 }
 
 async fn cursor_only_moves_forward(store: Arc<dyn Store>) {
@@ -239,6 +243,7 @@ async fn record_state_belongs_to_one_connection(store: Arc<dyn Store>) {
         last_pushed_hash: Some(hash.into()),
         last_pushed_change_ms: Some(1_700_000_000_000),
         last_applied_version_ms: Some(1_700_000_000_000),
+        pushed_values: Default::default(),
     };
     let ada = state("c1", "ada@example.com", "9f86d0");
     store.put_record_states(&[ada.clone(), state("c2", "bob@example.com", "aa")]).await.unwrap();
@@ -263,6 +268,7 @@ async fn record_states_are_read_and_written_in_bulk(store: Arc<dyn Store>) {
             last_pushed_hash: None,
             last_pushed_change_ms: Some(i),
             last_applied_version_ms: None,
+            pushed_values: Default::default(),
         })
         .collect();
     store.put_record_states(&states).await.unwrap();

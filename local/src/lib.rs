@@ -9,15 +9,20 @@ use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
 use base64::Engine;
+use hubspot_sim::Subscription;
 use hubsync::adapters::{MemoryQueue, MemoryStore, Redrive, StaticSecrets};
-use hubsync::deps::{Deps, PushQueues};
+use hubsync::deps::{Deps, QueuePair};
 use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId, hash_api_key};
 use hubsync::hubspot::HubSpotClient;
+use hubsync::inbound::InboundWorker;
 use hubsync::ports::{AppSecrets, Store, SystemClock};
 use hubsync::push::PushWorker;
 use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settings};
+use hubsync::work::QueueWorker;
 use rand::RngCore;
 use tokio::net::TcpListener;
+
+mod platform;
 
 /// The demo tenant's console API key, so the README's curl commands work as written.
 pub const DEMO_API_KEY: &str = "hsk_local_demo";
@@ -44,13 +49,13 @@ pub struct RunningLocal {
     pub deps: Deps,
     pub simulator: Option<hubspot_sim::RunningSimulator>,
     server: tokio::task::JoinHandle<()>,
-    worker: tokio::task::JoinHandle<()>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningLocal {
     pub async fn shutdown(self) {
         self.server.abort();
-        self.worker.abort();
+        self.workers.iter().for_each(|worker| worker.abort());
         if let Some(simulator) = self.simulator {
             simulator.shutdown().await;
         }
@@ -99,43 +104,102 @@ pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
         allowed_return_origins: vec![base_url.clone()],
         allow_shared_portals: false,
         platform_name: "Platform".into(),
+        webhook_url: Some(format!("{base_url}/webhooks/hubspot")),
+        accept_legacy_webhook_signatures: false,
     };
+    let delivery_signing_secret = random_key();
     let secrets = AppSecrets {
         client_id,
         client_secret,
-        delivery_signing_secret: random_key(),
+        delivery_signing_secret: delivery_signing_secret.clone(),
         token_encryption_key: random_key(),
     };
     let store = Arc::new(MemoryStore::new());
     seed_demo_tenant(store.as_ref()).await;
     let hubspot = HubSpotClient::new(&api_url, &app_url).map_err(std::io::Error::other)?;
-    let parked = Arc::new(MemoryQueue::new(PUSH_VISIBILITY, None));
-    let work = Arc::new(MemoryQueue::new(
-        PUSH_VISIBILITY,
-        Some(Redrive { dead_letter_queue: parked.clone(), max_receives: PUSH_MAX_RECEIVES }),
-    ));
-    let push = PushQueues { work: work.clone(), parked };
-    let deps = Deps::new(store, Arc::new(StaticSecrets::new(secrets)), hubspot, settings, Arc::new(SystemClock), push);
-    let worker = tokio::spawn(run_push_worker(PushWorker::new(deps.clone()), work));
+    let (push, push_work) = queue_pair();
+    let (inbound, inbound_work) = queue_pair();
+    let deps = Deps::new(
+        store,
+        Arc::new(StaticSecrets::new(secrets)),
+        hubspot,
+        settings,
+        Arc::new(SystemClock),
+        push,
+        inbound,
+    );
+    let workers = vec![
+        tokio::spawn(run_worker(Box::new(PushWorker::new(deps.clone())), push_work)),
+        tokio::spawn(run_worker(Box::new(InboundWorker::new(deps.clone())), inbound_work)),
+    ];
 
-    let app = app(deps.clone());
+    if let Some(sim) = &simulator {
+        // As a HubSpot app's webhook settings would: every change of the demo objects.
+        sim.subscribe_webhooks("sim-client-id", &format!("{base_url}/webhooks/hubspot"), &demo_subscriptions());
+    }
+    let app = app(deps.clone()).merge(platform::routes(delivery_signing_secret));
     let server = tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(error = %err, "local server stopped");
         }
     });
-    Ok(RunningLocal { base_url, deps, simulator, server, worker })
+    Ok(RunningLocal { base_url, deps, simulator, server, workers })
 }
 
-/// As template.yaml sets them for the push queue.
-const PUSH_VISIBILITY: Duration = Duration::from_secs(360);
-const PUSH_MAX_RECEIVES: u32 = 8;
+/// The simulated app's webhook subscriptions: lifecycle events and the usual properties of
+/// contacts, companies and deals.
+fn demo_subscriptions() -> Vec<Subscription> {
+    let properties: [(&str, &[&str]); 3] = [
+        (
+            "contact",
+            &[
+                "email",
+                "firstname",
+                "lastname",
+                "phone",
+                "company",
+                "jobtitle",
+                "city",
+                "num_employees",
+                "lifecyclestage",
+                "hs_lead_status",
+            ],
+        ),
+        ("company", &["name", "domain", "industry", "numberofemployees", "annualrevenue", "city"]),
+        ("deal", &["dealname", "amount", "dealstage", "closedate", "pipeline"]),
+    ];
+    let mut subscriptions = Vec::new();
+    for (object, names) in properties {
+        for action in ["creation", "deletion", "restore", "merge"] {
+            subscriptions.push(Subscription::new(&format!("{object}.{action}")));
+        }
+        for name in names {
+            subscriptions.push(Subscription::property(&format!("{object}.propertyChange"), name));
+        }
+    }
+    subscriptions
+}
+
+/// As template.yaml sets them for the work queues.
+const VISIBILITY: Duration = Duration::from_secs(360);
+const MAX_RECEIVES: u32 = 8;
+
+/// An in-process work queue with its dead-letter queue; also returns the work queue itself,
+/// for the loop that consumes it.
+fn queue_pair() -> (QueuePair, Arc<MemoryQueue>) {
+    let parked = Arc::new(MemoryQueue::new(VISIBILITY, None));
+    let work = Arc::new(MemoryQueue::new(
+        VISIBILITY,
+        Some(Redrive { dead_letter_queue: parked.clone(), max_receives: MAX_RECEIVES }),
+    ));
+    (QueuePair { work: work.clone(), parked }, work)
+}
 
 /// What Lambda's SQS trigger does in AWS: receive, process, delete or back off, forever.
-async fn run_push_worker(worker: PushWorker, queue: Arc<MemoryQueue>) {
+async fn run_worker(worker: Box<dyn QueueWorker>, queue: Arc<MemoryQueue>) {
     loop {
-        if let Err(err) = worker.poll(queue.as_ref(), Duration::from_secs(1)).await {
-            tracing::error!(error = %err, "push queue");
+        if let Err(err) = hubsync::work::poll(worker.as_ref(), queue.as_ref(), Duration::from_secs(1)).await {
+            tracing::error!(error = %err, "work queue");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
@@ -150,6 +214,7 @@ pub fn app(deps: Deps) -> Router {
             get(|Query(outcome): Query<serde_json::Map<String, serde_json::Value>>| async move { axum::Json(outcome) }),
         )
         .merge(oauth_callback::router(deps.clone()))
+        .merge(webhook_receiver::router(deps.clone()))
         .merge(console_api::router(deps))
 }
 

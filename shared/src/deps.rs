@@ -10,12 +10,12 @@ use crate::settings::Settings;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The push queue and its dead-letter queue.
+/// A work queue and its dead-letter queue.
 #[derive(Clone)]
-pub struct PushQueues {
-    /// Platform changes waiting to be written to HubSpot.
+pub struct QueuePair {
+    /// Work waiting to be done.
     pub work: Arc<dyn Queue>,
-    /// Changes that could not be written, each with its reason, until a redrive.
+    /// Work that could not be done, each with its reason, until a redrive.
     pub parked: Arc<dyn Queue>,
 }
 
@@ -27,7 +27,10 @@ pub struct Deps {
     pub tokens: Arc<TokenProvider>,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
-    pub push: PushQueues,
+    /// Platform changes on their way to HubSpot.
+    pub push: QueuePair,
+    /// HubSpot changes (from webhooks) on their way to the platform.
+    pub inbound: QueuePair,
 }
 
 impl Deps {
@@ -37,10 +40,11 @@ impl Deps {
         hubspot: HubSpotClient,
         settings: Settings,
         clock: Arc<dyn Clock>,
-        push: PushQueues,
+        push: QueuePair,
+        inbound: QueuePair,
     ) -> Self {
         let tokens = Arc::new(TokenProvider::new(store.clone(), secrets.clone(), hubspot.clone(), clock.clone()));
-        Deps { store, secrets, hubspot, tokens, settings: Arc::new(settings), clock, push }
+        Deps { store, secrets, hubspot, tokens, settings: Arc::new(settings), clock, push, inbound }
     }
 
     /// The production wiring: DynamoDB, Secrets Manager and HubSpot, named by the environment
@@ -54,10 +58,12 @@ impl Deps {
             SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&aws), required("HUBSYNC_APP_SECRET_ID")?);
         let hubspot = HubSpotClient::new(&settings.hubspot_api_url, &settings.hubspot_app_url)?;
         let sqs = aws_sdk_sqs::Client::new(&aws);
-        let push = PushQueues {
-            work: Arc::new(SqsQueue::new(sqs.clone(), required("HUBSYNC_PUSH_QUEUE_URL")?)),
-            parked: Arc::new(SqsQueue::new(sqs, required("HUBSYNC_PUSH_DLQ_URL")?)),
+        let queue = |name: &str| -> Result<Arc<dyn Queue>, BoxError> {
+            Ok(Arc::new(SqsQueue::new(sqs.clone(), required(name)?)))
         };
-        Ok(Deps::new(Arc::new(store), Arc::new(secrets), hubspot, settings, Arc::new(SystemClock), push))
+        let push = QueuePair { work: queue("HUBSYNC_PUSH_QUEUE_URL")?, parked: queue("HUBSYNC_PUSH_DLQ_URL")? };
+        let inbound =
+            QueuePair { work: queue("HUBSYNC_INBOUND_QUEUE_URL")?, parked: queue("HUBSYNC_INBOUND_DLQ_URL")? };
+        Ok(Deps::new(Arc::new(store), Arc::new(secrets), hubspot, settings, Arc::new(SystemClock), push, inbound))
     }
 }

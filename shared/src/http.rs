@@ -31,6 +31,14 @@ pub enum ApiError {
     HubSpot(String),
     #[error("the connection needs to be re-authorised: install the HubSpot app again")]
     NeedsReauth,
+    /// A webhook whose signature does not hold.
+    #[error("{0}")]
+    Unverified(String),
+    #[error("{0}")]
+    TooLarge(String),
+    /// A dependency is down; the caller should retry (HubSpot does, for webhooks).
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything the client can do nothing about. The detail is logged with a reference.
     #[error("internal error")]
     Internal(String),
@@ -61,6 +69,9 @@ impl ApiError {
             ApiError::InvalidConfig(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
             ApiError::HubSpot(_) => (StatusCode::BAD_GATEWAY, "hubspot_error"),
             ApiError::NeedsReauth => (StatusCode::CONFLICT, "needs_reauth"),
+            ApiError::Unverified(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -7,6 +7,9 @@
 //! - [`connect`]: installing the HubSpot app (OAuth), and keeping its tokens valid and sealed.
 //! - [`console`]: the console API's operations (connections, configs, schemas), behind tenant auth.
 //! - [`push`]: the push worker: platform changes to HubSpot, paced, retried, parked with reasons.
+//! - [`inbound`]: the inbound worker: HubSpot changes delivered to the platform, newest wins.
+//! - [`webhooks`]: HubSpot's webhooks, verified, de-duplicated and routed to connections.
+//! - [`work`]: what queue workers share: the per-portal rate budget, backoff, parking, redrive.
 //! - [`deps`]: the dependencies a function builds once per cold start.
 
 pub mod adapters;
@@ -16,7 +19,10 @@ pub mod deps;
 pub mod domain;
 pub mod http;
 pub mod hubspot;
+pub mod inbound;
 pub mod ports;
 pub mod push;
 pub mod settings;
 pub mod telemetry;
+pub mod webhooks;
+pub mod work;

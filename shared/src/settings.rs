@@ -44,6 +44,11 @@ pub struct Settings {
     pub allow_shared_portals: bool,
     /// The platform's name, used for the bidirectional counter property's label.
     pub platform_name: String,
+    /// The webhook URL registered in the HubSpot app, exactly: the URL v3 signatures cover.
+    /// Unset, it is rebuilt from the request (https, its host, path and query).
+    pub webhook_url: Option<String>,
+    /// Accept webhooks signed with v1/v2 only (no v3 signature).
+    pub accept_legacy_webhook_signatures: bool,
 }
 
 fn list(value: &str) -> Vec<String> {
@@ -60,15 +65,10 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
         let var = |name| lookup(name).filter(|v: &String| !v.trim().is_empty());
         let required = |name: &'static str| var(name).ok_or(SettingsError::Missing(name));
-        let allow_shared_portals = match var("HUBSYNC_ALLOW_SHARED_PORTALS").as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(SettingsError::Invalid {
-                    name: "HUBSYNC_ALLOW_SHARED_PORTALS",
-                    reason: format!("`{other}` is neither true nor false"),
-                });
-            }
+        let flag = |name: &'static str| match var(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(SettingsError::Invalid { name, reason: format!("`{other}` is neither true nor false") }),
         };
         let allowed_return_origins = list(&required("HUBSYNC_ALLOWED_RETURN_ORIGINS")?);
         Ok(Settings {
@@ -82,8 +82,10 @@ impl Settings {
                 .map(|v| list(&v))
                 .unwrap_or_else(|| DEFAULT_OPTIONAL_SCOPES.iter().map(|s| s.to_string()).collect()),
             allowed_return_origins,
-            allow_shared_portals,
+            allow_shared_portals: flag("HUBSYNC_ALLOW_SHARED_PORTALS")?,
             platform_name: var("HUBSYNC_PLATFORM_NAME").unwrap_or_else(|| "Platform".into()),
+            webhook_url: var("HUBSYNC_WEBHOOK_URL"),
+            accept_legacy_webhook_signatures: flag("HUBSYNC_WEBHOOK_LEGACY_SIGNATURES")?,
         })
     }
 }

@@ -17,7 +17,8 @@ use hubsync::console::configs;
 use hubsync::deps::Deps;
 use hubsync::domain::{ConnectionId, VersionedConfig};
 use hubsync::ports::ReceivedMessage;
-use hubsync::push::{Disposition, PushWorker};
+use hubsync::push::PushWorker;
+use hubsync::work::Disposition;
 use hubsync_tests::local::{install_demo_portal, start_local};
 use serde_json::json;
 
@@ -120,7 +121,7 @@ async fn push_all(deps: &Deps, connection: &ConnectionId, records: usize, worker
                 let Some(start) = batches.lock().unwrap().pop_front() else { return retried };
                 let batch: Vec<ReceivedMessage> =
                     (start..(start + BATCH).min(records)).map(|i| message(&connection, i, &changed_at)).collect();
-                let dispositions = worker.process(&batch).await;
+                let dispositions = worker.process_batch(&batch).await;
                 retried += dispositions.iter().filter(|d| matches!(d, Disposition::RetryAfter(_))).count();
             }
         }));

@@ -7,7 +7,8 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hubsync::console::configs;
 use hubsync::domain::{Connection, ConnectionId, Secret, SyncRun, VersionedConfig};
 use hubsync::ports::{OutgoingMessage, ReceivedMessage};
-use hubsync::push::{ParkedMessage, PushWorker};
+use hubsync::push::PushWorker;
+use hubsync::work::ParkedMessage;
 use serde_json::{Value, json};
 
 use crate::oauth::install;

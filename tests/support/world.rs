@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use hubspot_sim::{RunningSimulator, SimConfig};
 use hubsync::adapters::SecretsManagerSource;
-use hubsync::deps::{Deps, PushQueues};
+use hubsync::deps::{Deps, QueuePair};
 use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId};
 use hubsync::hubspot::HubSpotClient;
 use hubsync::ports::Clock;
@@ -48,6 +48,8 @@ pub fn settings(api_url: &str) -> Settings {
         allowed_return_origins: vec![CONSOLE.to_string()],
         allow_shared_portals: false,
         platform_name: "Acme".into(),
+        webhook_url: None,
+        accept_legacy_webhook_signatures: false,
     }
 }
 
@@ -73,8 +75,8 @@ impl World {
         adjust(&mut settings);
         let clock = Arc::new(ManualClock(Mutex::new(OffsetDateTime::now_utc())));
         let hubspot = HubSpotClient::new(&sim.base_url(), &sim.base_url()).unwrap();
-        let (work, parked) = crate::sqs_queue_with_dlq(8, std::time::Duration::from_secs(30)).await;
-        let push = PushQueues { work: Arc::new(work), parked: Arc::new(parked) };
+        let push = queue_pair().await;
+        let inbound = queue_pair().await;
         let deps = Deps::new(
             Arc::new(store),
             Arc::new(SecretsManagerSource::new(secrets_client, secret_name)),
@@ -82,6 +84,7 @@ impl World {
             settings,
             clock.clone(),
             push,
+            inbound,
         );
         World { deps, sim, clock }
     }
@@ -95,6 +98,7 @@ impl World {
             (*self.deps.settings).clone(),
             self.clock.clone(),
             self.deps.push.clone(),
+            self.deps.inbound.clone(),
         )
     }
 
@@ -107,4 +111,10 @@ impl World {
         self.deps.store.put_api_key(&record).await.unwrap();
         key
     }
+}
+
+/// A fresh SQS queue on moto with its dead-letter queue.
+async fn queue_pair() -> QueuePair {
+    let (work, parked) = crate::sqs_queue_with_dlq(8, std::time::Duration::from_secs(30)).await;
+    QueuePair { work: Arc::new(work), parked: Arc::new(parked) }
 }

@@ -17,7 +17,7 @@ use hubsync::deps::Deps;
 use hubsync::domain::mapping::ConfigProblem;
 use hubsync::domain::{Connection, ConnectionConfig, ObjectType, PropertySchema, SyncRun, VersionedConfig};
 use hubsync::http::{ApiError, ApiJson};
-use hubsync::push::RedriveReport;
+use hubsync::work::RedriveReport;
 use serde::{Deserialize, Serialize};
 
 /// Configs are small; this bounds what a request can make the function parse.

@@ -566,6 +566,10 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn release_dedup_key(&self, key: &str) -> Result<(), StoreError> {
+        self.delete_item(format!("DEDUP#{key}"), "DEDUP").await
+    }
+
     async fn reserve_rate_slot(
         &self,
         key: &str,

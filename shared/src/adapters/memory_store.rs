@@ -230,6 +230,11 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    async fn release_dedup_key(&self, key: &str) -> Result<(), StoreError> {
+        self.state().dedup_keys.remove(key);
+        Ok(())
+    }
+
     async fn reserve_rate_slot(
         &self,
         key: &str,

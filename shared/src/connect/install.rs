@@ -220,7 +220,7 @@ async fn register(
     tracing::info!(connection = %connection.id, tenant = %tenant, portal = connection.portal_id, "HubSpot app installed");
     if was_stopped {
         // Changes parked while the connection could not reach HubSpot go out again now.
-        match crate::push::redrive(&*deps.push.parked, &*deps.push.work, Some(&connection.id)).await {
+        match crate::work::redrive(&*deps.push.parked, &*deps.push.work, Some(&connection.id)).await {
             Ok(report) => {
                 tracing::info!(connection = %connection.id, replayed = report.replayed, "parked changes redriven")
             }

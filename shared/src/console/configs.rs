@@ -29,8 +29,25 @@ pub async fn validate(
     }
     let schemas = schemas::for_objects(deps, connection, &objects).await?;
     let mut problems = check_config(config, &schemas);
+    problems.extend(check_ingest_url(config));
     problems.extend(check_lists(deps, connection, config).await?);
     Ok(problems)
+}
+
+/// The platform's ingest URL must be HTTPS (plain HTTP only to this machine, for local runs).
+fn check_ingest_url(config: &ConnectionConfig) -> Option<ConfigProblem> {
+    let url = config.options.ingest_url.as_deref()?;
+    let parsed = crate::http::Url::parse(url).ok();
+    let local = |u: &crate::http::Url| matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    let acceptable = parsed.as_ref().is_some_and(|u| u.scheme() == "https" || (u.scheme() == "http" && local(u)));
+    (!acceptable).then(|| ConfigProblem {
+        object: None,
+        platform_field: None,
+        hubspot_property: None,
+        rule: "ingest_url_invalid",
+        message: format!("`{url}` is not an HTTPS URL"),
+        fix: "give the platform's ingest endpoint as https://…".into(),
+    })
 }
 
 /// The lists a config adds records to must exist, hold the object, and take manual members.

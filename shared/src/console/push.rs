@@ -9,7 +9,7 @@ use crate::deps::Deps;
 use crate::domain::{Connection, ObjectType, PushMessage, SyncRun};
 use crate::http::ApiError;
 use crate::ports::{OutgoingMessage, QueueError};
-use crate::push::{RedriveReport, redrive};
+use crate::work::{RedriveReport, redrive};
 
 /// Runs shown per request unless asked otherwise, and at most.
 pub const DEFAULT_RUNS: usize = 50;

@@ -125,6 +125,27 @@ pub struct SyncOptions {
     pub bidirectional_counter_property: Option<String>,
     /// Requests per 10 s this connection may spend; HubSpot's default for public apps when unset.
     pub rate_limit_per_10s: Option<u32>,
+    /// The platform's endpoint that receives HubSpot changes (signed HTTPS POSTs).
+    #[serde(default)]
+    pub ingest_url: Option<String>,
+    /// Which record lifecycle events reach the platform, besides property changes.
+    #[serde(default)]
+    pub inbound_events: InboundEvents,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InboundEvents {
+    pub creations: bool,
+    pub deletions: bool,
+    pub merges: bool,
+    pub restores: bool,
+}
+
+impl Default for InboundEvents {
+    fn default() -> Self {
+        InboundEvents { creations: true, deletions: true, merges: true, restores: true }
+    }
 }
 
 impl Default for SyncOptions {
@@ -134,6 +155,8 @@ impl Default for SyncOptions {
             data_in_enabled: true,
             bidirectional_counter_property: None,
             rate_limit_per_10s: None,
+            ingest_url: None,
+            inbound_events: InboundEvents::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod config;
 pub mod connection;
+pub mod inbound;
 pub mod mapping;
 pub mod object_type;
 pub mod push;
@@ -12,10 +13,13 @@ pub mod sync;
 
 pub use access::{ApiKeyRecord, DedupKey, OAuthState, TokenRecord, hash_api_key};
 pub use config::{
-    ConnectionConfig, Direction, FieldMapping, FieldType, MatchKey, ObjectConfig, SyncOptions, VersionedConfig,
-    WriteMode,
+    ConnectionConfig, Direction, FieldMapping, FieldType, InboundEvents, MatchKey, ObjectConfig, SyncOptions,
+    VersionedConfig, WriteMode,
 };
 pub use connection::{Connection, ConnectionId, ConnectionStatus, PortalId, Tenant, TenantId};
+pub use inbound::{
+    EventKind, INBOUND_MESSAGE_VERSION, InboundEvent, InboundMessage, WebhookEvent, parse_webhook_batch,
+};
 pub use object_type::ObjectType;
 pub use push::{MappedRecord, PUSH_MESSAGE_VERSION, PoisonMessage, PushMessage, SkipReason, map_record, merge_changes};
 pub use schema::{PropertyDef, PropertySchema};

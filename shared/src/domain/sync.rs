@@ -55,6 +55,26 @@ pub struct RecordSyncState {
     pub last_pushed_change_ms: Option<i64>,
     /// Last-modified time (ms) of the newest HubSpot version delivered to the platform.
     pub last_applied_version_ms: Option<i64>,
+    /// The property values last written: a HubSpot change that only shows these again is
+    /// hubsync's own write coming back, not news for the platform.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pushed_values: BTreeMap<String, String>,
+}
+
+impl RecordSyncState {
+    /// The state of a record hubsync has not synced yet.
+    pub fn new(connection_id: ConnectionId, object_type: ObjectType, record_key: String) -> Self {
+        RecordSyncState {
+            connection_id,
+            object_type,
+            record_key,
+            hubspot_id: None,
+            last_pushed_hash: None,
+            last_pushed_change_ms: None,
+            last_applied_version_ms: None,
+            pushed_values: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -107,6 +107,9 @@ pub trait Store: Send + Sync {
     async fn take_oauth_state(&self, state: &str, now: OffsetDateTime) -> Result<OAuthState, StoreError>;
     /// `true` the first time a key is seen; `false` while an unexpired copy exists.
     async fn claim_dedup_key(&self, key: &DedupKey, now: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Forgets a claimed key, so the next delivery of it is processed: for work that was
+    /// claimed but could not be stored.
+    async fn release_dedup_key(&self, key: &str) -> Result<(), StoreError>;
 
     // Shared rate budgets (one per HubSpot portal), paced across every concurrent worker.
     /// Reserves the next send slot of the budget `key`: slots are `interval` apart across all

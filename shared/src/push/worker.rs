@@ -7,23 +7,26 @@
 //! one verdict: done (written or skipped with a reason), retry later, or parked with a reason.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
-use std::time::Duration;
 
-use crate::connect::calls::{CallError, with_token};
-use crate::connect::tokens::TokenError;
 use crate::deps::Deps;
 use crate::domain::{
     Connection, ConnectionId, ConnectionStatus, MappedRecord, ObjectConfig, ObjectType, PushMessage, RecordSyncState,
-    RunCounts, RunKind, RunStatus, Secret, SkipReason, SyncRun, WriteMode, map_record, merge_changes,
+    RunCounts, RunKind, RunStatus, SkipReason, SyncRun, WriteMode, map_record, merge_changes,
 };
 use crate::hubspot::{
-    BATCH_LIMIT, BatchOutcome, CrmObject, ErrorClass, HubSpotError, ItemError, PropertyValues, UpdateInput, UpsertInput,
+    BATCH_LIMIT, BatchOutcome, CrmObject, ErrorClass, ItemError, PropertyValues, UpdateInput, UpsertInput,
 };
-use crate::ports::queue::MAX_BATCH_MESSAGES;
-use crate::ports::{Queue, QueueError, ReceivedMessage};
-use crate::push::pacer::{PaceError, Pacer};
-use crate::push::parking::{Disposition, MAX_ATTEMPTS, ParkNote, backoff, park};
+use crate::ports::ReceivedMessage;
+use crate::work::QueueWorker;
+use crate::work::calls::{CallFailed, Failure, NEEDS_REAUTH, PacedCalls, Target};
+use crate::work::parking::{Disposition, Verdict, settle};
+
+#[async_trait::async_trait]
+impl QueueWorker for PushWorker {
+    async fn process(&self, batch: &[ReceivedMessage]) -> Vec<Disposition> {
+        self.process_batch(batch).await
+    }
+}
 
 /// The final word on one record of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +39,6 @@ enum Outcome {
     Retry(String),
     /// HubSpot refused it for a reason retrying will not fix: parked with that reason.
     Failed(String),
-}
-
-/// What happens to one queue message.
-#[derive(Debug, Clone)]
-enum Verdict {
-    Done,
-    Retry(String),
-    Park(String),
 }
 
 /// One platform record in a group: its messages (newest last), folded into one change.
@@ -77,12 +72,6 @@ impl Record {
     }
 }
 
-/// The connection a group writes through, with its share of the portal's rate budget.
-struct Target {
-    connection: Connection,
-    limit_per_10s: Option<u32>,
-}
-
 /// A group ready for HubSpot, and the records already settled without it.
 struct Prepared {
     target: Target,
@@ -91,44 +80,27 @@ struct Prepared {
     settled: Vec<(Vec<usize>, Outcome)>,
 }
 
-/// Why a HubSpot call did not happen or did not succeed as a whole.
-#[derive(Debug, thiserror::Error)]
-enum CallFailed {
-    #[error(transparent)]
-    Pace(#[from] PaceError),
-    #[error(transparent)]
-    Call(#[from] CallError),
-}
-
-impl CallFailed {
-    fn outcome(&self) -> Outcome {
-        match self {
-            CallFailed::Call(CallError::Token(TokenError::NeedsReauth(_) | TokenError::NotConnected(_))) => {
-                Outcome::Retry(NEEDS_REAUTH.into())
-            }
-            CallFailed::Call(CallError::HubSpot(err)) if err.class() == ErrorClass::Permanent => {
-                Outcome::Failed(err.to_string())
-            }
-            other => Outcome::Retry(other.to_string()),
-        }
+/// What a failed HubSpot call means for the records it carried.
+fn call_outcome(failed: &CallFailed) -> Outcome {
+    match failed.failure() {
+        Failure::Retry(reason) => Outcome::Retry(reason),
+        Failure::Permanent(reason) => Outcome::Failed(reason),
     }
 }
 
-const NEEDS_REAUTH: &str = "the connection needs re-authorisation: reinstall the HubSpot app, then redrive";
-
 pub struct PushWorker {
     deps: Deps,
-    pacer: Pacer,
+    calls: PacedCalls,
 }
 
 impl PushWorker {
     pub fn new(deps: Deps) -> Self {
-        let pacer = Pacer::new(deps.store.clone());
-        PushWorker { deps, pacer }
+        let calls = PacedCalls::new(deps.clone());
+        PushWorker { deps, calls }
     }
 
     /// Processes one queue batch; the answer has one disposition per message, in order.
-    pub async fn process(&self, batch: &[ReceivedMessage]) -> Vec<Disposition> {
+    pub async fn process_batch(&self, batch: &[ReceivedMessage]) -> Vec<Disposition> {
         let mut verdicts = vec![Verdict::Done; batch.len()];
         let mut groups: BTreeMap<(ConnectionId, ObjectType), Vec<(usize, PushMessage)>> = BTreeMap::new();
         for (index, message) in batch.iter().enumerate() {
@@ -144,48 +116,9 @@ impl PushWorker {
         }
         let mut dispositions = Vec::with_capacity(batch.len());
         for (message, verdict) in batch.iter().zip(verdicts) {
-            dispositions.push(self.settle(message, verdict).await);
+            dispositions.push(settle(&*self.deps.push.parked, message, verdict, self.deps.clock.now()).await);
         }
         dispositions
-    }
-
-    /// Receives one batch from `queue`, processes it, and deletes or backs off each message:
-    /// what Lambda's SQS trigger does, for the local runner, tests and benchmarks.
-    /// Returns how many messages were received.
-    pub async fn poll(&self, queue: &dyn Queue, wait: Duration) -> Result<usize, QueueError> {
-        let batch = queue.receive(MAX_BATCH_MESSAGES, wait).await?;
-        for (message, disposition) in batch.iter().zip(self.process(&batch).await) {
-            match disposition {
-                Disposition::Done => queue.delete(&message.receipt_handle).await?,
-                Disposition::RetryAfter(delay) => queue.change_visibility(&message.receipt_handle, delay).await?,
-            }
-        }
-        Ok(batch.len())
-    }
-
-    async fn settle(&self, message: &ReceivedMessage, verdict: Verdict) -> Disposition {
-        let reason = match verdict {
-            Verdict::Done => return Disposition::Done,
-            Verdict::Retry(reason) if message.receive_count < MAX_ATTEMPTS => {
-                tracing::info!(message = %message.message_id, attempt = message.receive_count, %reason, "push retried later");
-                return Disposition::RetryAfter(backoff(message.receive_count));
-            }
-            Verdict::Retry(reason) => format!("gave up after {} attempts: {reason}", message.receive_count),
-            Verdict::Park(reason) => reason,
-        };
-        let note = ParkNote {
-            reason,
-            connection_id: connection_of(&message.body),
-            attempts: message.receive_count,
-            parked_at: self.deps.clock.now(),
-        };
-        match park(&*self.deps.push.parked, &message.body, note).await {
-            Ok(()) => Disposition::Done,
-            Err(err) => {
-                tracing::error!(message = %message.message_id, error = %err, "could not park a message; it stays queued");
-                Disposition::RetryAfter(backoff(1))
-            }
-        }
     }
 
     async fn push_group(
@@ -315,7 +248,7 @@ impl PushWorker {
                     })
                     .collect();
                 let outcome = self
-                    .batch(target, |token| {
+                    .calls.batch(target, |token| {
                         let (inputs, key_property) = (&inputs, &key_property);
                         async move { self.deps.hubspot.objects(&token, object).batch_upsert(key_property, inputs).await }
                     })
@@ -359,6 +292,7 @@ impl PushWorker {
                 })
                 .collect();
             let outcome = self
+                .calls
                 .batch(target, |token| {
                     let inputs = &inputs;
                     async move { self.deps.hubspot.objects(&token, object).batch_update(inputs, None).await }
@@ -369,6 +303,7 @@ impl PushWorker {
         for chunk in creates.chunks(BATCH_LIMIT) {
             let inputs: Vec<PropertyValues> = chunk.iter().map(|&i| records[i].mapped.properties.clone()).collect();
             let outcome = self
+                .calls
                 .batch(target, |token| {
                     let inputs = &inputs;
                     async move { self.deps.hubspot.objects(&token, object).batch_create(inputs).await }
@@ -395,6 +330,7 @@ impl PushWorker {
             for chunk in pending.chunks(BATCH_LIMIT) {
                 let keys: Vec<String> = chunk.iter().map(|&i| records[i].key().to_string()).collect();
                 let outcome = self
+                    .calls
                     .batch(target, |token| {
                         let (keys, property) = (&keys, &property);
                         async move {
@@ -419,7 +355,7 @@ impl PushWorker {
                             }
                         }
                     }
-                    Err(failed) => chunk.iter().for_each(|&i| records[i].settle(failed.outcome())),
+                    Err(failed) => chunk.iter().for_each(|&i| records[i].settle(call_outcome(&failed))),
                 }
             }
             return found;
@@ -438,6 +374,7 @@ impl PushWorker {
         }
         let values: Vec<String> = unknown.iter().map(|&i| records[i].key().to_string()).collect();
         let searched = self
+            .calls
             .call(target, |token| {
                 let (values, property) = (&values, &property);
                 async move { self.deps.hubspot.objects(&token, object).search_in(property, values, &[property]).await }
@@ -456,7 +393,7 @@ impl PushWorker {
                     }
                 }
             }
-            Err(failed) => unknown.iter().for_each(|&i| records[i].settle(failed.outcome())),
+            Err(failed) => unknown.iter().for_each(|&i| records[i].settle(call_outcome(&failed))),
         }
         found
     }
@@ -488,6 +425,7 @@ impl PushWorker {
         {
             let ids: Vec<String> = members.iter().filter_map(|&i| records[i].hubspot_id.clone()).collect();
             let result = self
+                .calls
                 .call(target, |token| {
                     let (ids, list_id) = (&ids, &list_id);
                     async move {
@@ -510,7 +448,7 @@ impl PushWorker {
             let outcome = match result {
                 Ok(Ok(_)) => continue,
                 Ok(Err(refusal)) => Outcome::Failed(refusal),
-                Err(failed) => match failed.outcome() {
+                Err(failed) => match call_outcome(&failed) {
                     Outcome::Failed(reason) => Outcome::Failed(format!("list {list_id}: {reason}")),
                     other => other,
                 },
@@ -531,19 +469,13 @@ impl PushWorker {
                 continue;
             }
             let previous = record.state.clone();
-            let mut state = previous.unwrap_or_else(|| RecordSyncState {
-                connection_id: connection.id.clone(),
-                object_type: object,
-                record_key: record.key().to_string(),
-                hubspot_id: None,
-                last_pushed_hash: None,
-                last_pushed_change_ms: None,
-                last_applied_version_ms: None,
-            });
+            let mut state = previous
+                .unwrap_or_else(|| RecordSyncState::new(connection.id.clone(), object, record.key().to_string()));
             state.hubspot_id = record.hubspot_id.clone();
             if record.written {
                 state.last_pushed_hash = Some(record.mapped.payload_hash());
                 state.last_pushed_change_ms = Some(millis(record.change.changed_at));
+                state.pushed_values = record.mapped.properties.clone();
             }
             states.push(state);
             saved.push(i);
@@ -560,64 +492,6 @@ impl PushWorker {
             }
         }
     }
-
-    /// One paced HubSpot call with the connection's token (renewed once on a 401).
-    async fn call<T, F, Fut>(&self, target: &Target, call: F) -> Result<T, CallFailed>
-    where
-        F: Fn(Secret) -> Fut,
-        Fut: Future<Output = Result<T, HubSpotError>>,
-    {
-        let connection = &target.connection;
-        self.pacer.wait_turn(connection.portal_id, target.limit_per_10s).await?;
-        let result = with_token(&self.deps, &connection.id, call).await;
-        if let Err(CallError::HubSpot(err)) = &result {
-            self.observe(connection, err).await;
-        }
-        Ok(result?)
-    }
-
-    /// A paced batch call. A batch reports failures per input; a refused token or a spent
-    /// budget fails every input alike, and is handled here once for the call.
-    async fn batch<F, Fut>(&self, target: &Target, call: F) -> Result<BatchOutcome<CrmObject>, CallFailed>
-    where
-        F: Fn(Secret) -> Fut,
-        Fut: Future<Output = BatchOutcome<CrmObject>>,
-    {
-        let connection = &target.connection;
-        let outcome = self
-            .call(target, |token| {
-                let pending = call(token);
-                async move {
-                    let outcome = pending.await;
-                    match credentials_refused(&outcome) {
-                        Some(err) => Err(err),
-                        None => Ok(outcome),
-                    }
-                }
-            })
-            .await?;
-        if let Err(err) = self.pacer.observe(connection.portal_id, outcome.rate_limit).await {
-            tracing::warn!(error = %err, "could not record HubSpot's rate-limit headers");
-        }
-        for item in &outcome.items {
-            if let Err(ItemError::CallFailed(err)) = item {
-                self.observe(connection, err).await;
-                break;
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// After a failed call: a 429 holds the portal's budget for everyone.
-    async fn observe(&self, connection: &Connection, err: &HubSpotError) {
-        if let HubSpotError::RateLimited(response) = err {
-            let pause = response.retry_after.unwrap_or(std::time::Duration::from_secs(10));
-            tracing::warn!(portal = connection.portal_id, ?pause, "HubSpot rate limit reached; holding the budget");
-            if let Err(err) = self.pacer.hold(connection.portal_id, pause).await {
-                tracing::warn!(error = %err, "could not hold the rate budget");
-            }
-        }
-    }
 }
 
 /// Settles each record of a batch call from its item: success by `on_success`, failure by class.
@@ -629,7 +503,7 @@ fn settle_writes(
 ) {
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(failed) => return chunk.iter().for_each(|&i| records[i].settle(failed.outcome())),
+        Err(failed) => return chunk.iter().for_each(|&i| records[i].settle(call_outcome(&failed))),
     };
     for (&i, item) in chunk.iter().zip(outcome.items) {
         let record = &mut records[i];
@@ -658,18 +532,6 @@ fn item_outcome(err: &ItemError) -> Outcome {
         }),
         ErrorClass::Retryable | ErrorClass::Reauth => Outcome::Retry(err.to_string()),
     }
-}
-
-/// The call-wide credentials failure of a batch, rebuilt as the error `with_token` acts on.
-fn credentials_refused(outcome: &BatchOutcome<CrmObject>) -> Option<HubSpotError> {
-    outcome.items.iter().find_map(|item| match item {
-        Err(ItemError::CallFailed(err)) => match err.as_ref() {
-            HubSpotError::Unauthorized(response) => Some(HubSpotError::Unauthorized(response.clone())),
-            HubSpotError::InactiveToken => Some(HubSpotError::InactiveToken),
-            _ => None,
-        },
-        _ => None,
-    })
 }
 
 /// Marks the messages of one record and counts them: the newest carries the record's outcome,
@@ -704,10 +566,4 @@ fn record_outcome(outcome: &Outcome, indexes: &[usize], verdicts: &mut [Verdict]
 
 fn millis(t: time::OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// The connection a raw message names, for the parking note, even when it is otherwise unreadable.
-fn connection_of(body: &str) -> Option<ConnectionId> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    value.get("connection_id")?.as_str().map(ConnectionId::new)
 }

@@ -11,13 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Map, Value, json};
 
+use crate::associations;
 use crate::errors::ApiError;
 use crate::faults::{Fault, FaultKind};
 use crate::lists;
 use crate::objects::{self, parse_json};
 use crate::properties::validate;
-use crate::records::Source;
+use crate::records::{Hub, Source};
 use crate::state::{DEFAULT_CLIENT_ID, ObjectType, Sim, Tokens, now_ms};
+use crate::webhooks::{Subscription, WebhookAttempt};
 
 /// A handle on a simulator's state; cheap to clone.
 #[derive(Clone)]
@@ -26,8 +28,61 @@ pub struct Simulator {
 }
 
 impl Simulator {
+    /// Adds an app (or changes a known app's secret). Each new app gets the next app id.
     pub fn add_app(&self, client_id: &str, client_secret: &str) {
         self.sim.lock().add_app(client_id, client_secret);
+    }
+
+    /// The numeric app id of an app (`appId` in webhooks, `app_id` in token metadata); the
+    /// default app's is 54321.
+    pub fn app_id(&self, client_id: &str) -> u64 {
+        let state = self.sim.lock();
+        let app = state.apps.get(client_id).unwrap_or_else(|| panic!("hubspot-sim: unknown app {client_id}"));
+        app.app_id
+    }
+
+    /// Sets an app's webhook target URL and subscriptions, replacing earlier ones, as in the
+    /// app's settings on HubSpot. Events fire on the portals the app has been issued tokens for.
+    /// Returns the subscription ids (`subscriptionId` in events), in the order given.
+    pub fn subscribe_webhooks(&self, client_id: &str, target_url: &str, subscriptions: &[Subscription]) -> Vec<u64> {
+        self.try_subscribe_webhooks(client_id, target_url, subscriptions)
+            .unwrap_or_else(|e| panic!("hubspot-sim: subscribe_webhooks: {e}"))
+    }
+
+    fn try_subscribe_webhooks(
+        &self,
+        client_id: &str,
+        target_url: &str,
+        subscriptions: &[Subscription],
+    ) -> Result<Vec<u64>, String> {
+        let mut state = self.sim.lock();
+        if !state.apps.contains_key(client_id) {
+            return Err(format!("unknown app {client_id}: add it with add_app first"));
+        }
+        state.webhooks.subscribe(client_id, target_url, subscriptions)
+    }
+
+    /// Every webhook POST so far, in the order they ended.
+    pub fn webhook_attempts(&self) -> Vec<WebhookAttempt> {
+        self.sim.lock().webhooks.attempts().to_vec()
+    }
+
+    /// Waits until no webhook event is queued and no delivery (retries included) is under way;
+    /// `false` if that did not happen within `timeout`.
+    pub async fn wait_webhooks_idle(&self, timeout: Duration) -> bool {
+        let settled = async {
+            loop {
+                // Registered before looking, so a delivery ending in between still wakes us.
+                let notified = self.sim.webhook_settled.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.sim.lock().webhooks.is_idle() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, settled).await.is_ok()
     }
 
     /// Adds a portal granting `scopes` on install (or changes a known portal's scopes). It
@@ -148,6 +203,96 @@ impl Simulator {
         }
         hub.update(object_type, record_id, &values, source, now_ms());
         Ok(hub.record(object_type, record_id).expect("updated").to_full_json(object_type))
+    }
+
+    /// Restores an archived record as a person would in HubSpot's recycling bin (a
+    /// `{type}.restore` event, source `CRM_UI`). Fails if another record took one of its
+    /// unique values meanwhile.
+    pub fn restore(&self, hub_id: u64, object_type: &str, id: &str) {
+        self.try_restore(hub_id, object_type, id).unwrap_or_else(|e| panic!("hubspot-sim: restore: {e}"));
+    }
+
+    fn try_restore(&self, hub_id: u64, object_type: &str, id: &str) -> Result<(), ApiError> {
+        let object_type = objects::object_type(object_type)?;
+        self.as_user(hub_id, |hub, source| {
+            let id = id.parse().map_err(|_| ApiError::bad_request(format!("bad record id {id}")))?;
+            hub.restore(object_type, id, source, now_ms()).map_err(ApiError::conflict)
+        })
+    }
+
+    /// Merges `merged_id` into `primary_id` as a person would in HubSpot (source `CRM_UI`): the
+    /// primary keeps its id and gains the merged record's values for properties it has none
+    /// for, and its associations; the merged record is archived. Fires `{type}.merge`.
+    pub fn merge(&self, hub_id: u64, object_type: &str, primary_id: &str, merged_id: &str) {
+        self.try_merge(hub_id, object_type, primary_id, merged_id)
+            .unwrap_or_else(|e| panic!("hubspot-sim: merge: {e}"));
+    }
+
+    fn try_merge(&self, hub_id: u64, object_type: &str, primary_id: &str, merged_id: &str) -> Result<(), ApiError> {
+        let object_type = objects::object_type(object_type)?;
+        self.as_user(hub_id, |hub, source| {
+            let parse = |id: &str| id.parse().map_err(|_| ApiError::bad_request(format!("bad record id {id}")));
+            let (primary_id, merged_id) = (parse(primary_id)?, parse(merged_id)?);
+            hub.merge(object_type, primary_id, merged_id, source, now_ms()).map(|_| ()).map_err(ApiError::bad_request)
+        })
+    }
+
+    /// Associates two records with HubSpot's default type, as a person would (source `CRM_UI`);
+    /// fires `{type}.associationChange` from both sides.
+    pub fn associate(&self, hub_id: u64, from_type: &str, from_id: &str, to_type: &str, to_id: &str) {
+        self.try_associate(hub_id, from_type, from_id, to_type, to_id, false)
+            .unwrap_or_else(|e| panic!("hubspot-sim: associate: {e}"));
+    }
+
+    /// Removes the association between two records, as a person would (source `CRM_UI`).
+    pub fn dissociate(&self, hub_id: u64, from_type: &str, from_id: &str, to_type: &str, to_id: &str) {
+        self.try_associate(hub_id, from_type, from_id, to_type, to_id, true)
+            .unwrap_or_else(|e| panic!("hubspot-sim: dissociate: {e}"));
+    }
+
+    fn try_associate(
+        &self,
+        hub_id: u64,
+        from_type: &str,
+        from_id: &str,
+        to_type: &str,
+        to_id: &str,
+        remove: bool,
+    ) -> Result<(), ApiError> {
+        let (from_type, to_type) = (objects::object_type(from_type)?, objects::object_type(to_type)?);
+        self.as_user(hub_id, |hub, source| {
+            let (from_id, to_id) = associations::check(hub, from_type, from_id, to_type, to_id)?;
+            if remove {
+                hub.dissociate(from_type, from_id, to_type, to_id, source, now_ms());
+            } else {
+                hub.associate(from_type, from_id, to_type, to_id, source, now_ms());
+            }
+            Ok(())
+        })
+    }
+
+    /// The ids of the live `to_type` records a record is associated with, in id order.
+    pub fn associations(&self, hub_id: u64, from_type: &str, from_id: &str, to_type: &str) -> Vec<String> {
+        let (Some(from_type), Some(to_type), Ok(from_id)) =
+            (ObjectType::parse(from_type), ObjectType::parse(to_type), from_id.parse())
+        else {
+            return Vec::new();
+        };
+        let state = self.sim.lock();
+        let Some(portal) = state.portals.get(&hub_id) else { return Vec::new() };
+        portal.hub.associated(from_type, from_id, to_type).iter().map(u64::to_string).collect()
+    }
+
+    /// Runs `change` on a portal's CRM as its user (source `CRM_UI`).
+    fn as_user<T>(
+        &self,
+        hub_id: u64,
+        change: impl FnOnce(&mut Hub, Source) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut state = self.sim.lock();
+        let portal = state.portals.get_mut(&hub_id).ok_or_else(|| unknown_portal(hub_id))?;
+        let source = Source::User { user_id: portal.user_id };
+        change(&mut portal.hub, source)
     }
 
     /// Creates a list as a person would in HubSpot (no filters). `object_type` is a name or a
@@ -354,6 +499,66 @@ async fn list_members(
     Ok(axum::Json(json!({ "results": handle(&sim).list_members(hub_id, &list_id) })).into_response())
 }
 
+async fn subscribe_webhooks(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let client_id = field(&body, "client_id")?.as_str().unwrap_or_default();
+    let target_url = field(&body, "target_url")?.as_str().unwrap_or_default();
+    let subscriptions: Vec<Subscription> =
+        serde_json::from_value(body.get("subscriptions").cloned().unwrap_or_else(|| json!([])))
+            .map_err(|e| ApiError::bad_request(format!("subscriptions: {e}")))?;
+    let ids =
+        handle(&sim).try_subscribe_webhooks(client_id, target_url, &subscriptions).map_err(ApiError::bad_request)?;
+    let app_id = sim.lock().app_id(client_id);
+    let listed: Vec<Value> = subscriptions
+        .iter()
+        .zip(ids)
+        .map(|(s, id)| json!({ "id": id, "subscriptionType": s.subscription_type, "propertyName": s.property_name }))
+        .collect();
+    Ok(axum::Json(json!({ "appId": app_id, "targetUrl": target_url, "subscriptions": listed })).into_response())
+}
+
+async fn webhook_attempts(State(sim): State<Sim>) -> Response {
+    axum::Json(json!({ "results": handle(&sim).webhook_attempts() })).into_response()
+}
+
+async fn associate(State(sim): State<Sim>, Path(hub_id): Path<u64>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let text = |name: &str| -> Result<String, ApiError> {
+        objects::text(Some(field(&body, name)?))
+            .ok_or_else(|| ApiError::bad_request(format!("{name} must be a string")))
+    };
+    let remove = body.get("remove").and_then(Value::as_bool).unwrap_or(false);
+    handle(&sim).try_associate(
+        hub_id,
+        &text("from_type")?,
+        &text("from_id")?,
+        &text("to_type")?,
+        &text("to_id")?,
+        remove,
+    )?;
+    Ok(ok())
+}
+
+async fn restore(
+    State(sim): State<Sim>,
+    Path((hub_id, object, id)): Path<(u64, String, String)>,
+) -> Result<Response, ApiError> {
+    handle(&sim).try_restore(hub_id, &object, &id)?;
+    Ok(ok())
+}
+
+async fn merge(
+    State(sim): State<Sim>,
+    Path((hub_id, object, id)): Path<(u64, String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let merged = objects::text(Some(field(&body, "merged_id")?))
+        .ok_or_else(|| ApiError::bad_request("merged_id must be a record id"))?;
+    handle(&sim).try_merge(hub_id, &object, &id, &merged)?;
+    Ok(ok())
+}
+
 async fn authorize_denies(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
     let body = parse_json(&body)?;
     handle(&sim).authorize_denies(field(&body, "deny")?.as_bool().unwrap_or(false));
@@ -367,6 +572,9 @@ pub fn routes() -> Router<Sim> {
         .route("/_sim/portals/{hubId}/rate-limit", put(set_rate_limit))
         .route("/_sim/portals/{hubId}/objects/{objectType}", get(records).post(seed))
         .route("/_sim/portals/{hubId}/objects/{objectType}/{objectId}", get(record).patch(edit_as_user))
+        .route("/_sim/portals/{hubId}/objects/{objectType}/{objectId}/restore", post(restore))
+        .route("/_sim/portals/{hubId}/objects/{objectType}/{objectId}/merge", post(merge))
+        .route("/_sim/portals/{hubId}/associations", put(associate))
         .route("/_sim/portals/{hubId}/lists", post(create_list))
         .route("/_sim/portals/{hubId}/lists/{listId}/members", get(list_members))
         .route("/_sim/tokens", post(issue_tokens))
@@ -374,4 +582,6 @@ pub fn routes() -> Router<Sim> {
         .route("/_sim/faults", post(inject_fault).delete(clear_faults))
         .route("/_sim/requests", get(request_count))
         .route("/_sim/authorize-denies", put(authorize_denies))
+        .route("/_sim/webhooks", put(subscribe_webhooks))
+        .route("/_sim/webhooks/attempts", get(webhook_attempts))
 }

@@ -3,9 +3,11 @@
 //! It serves, on 127.0.0.1, the parts of HubSpot's public API a sync connector uses, with
 //! HubSpot's status codes, error bodies and headers: OAuth (authorize, token, introspection,
 //! revocation), CRM objects (contacts, companies, deals, line items) with their batch
-//! endpoints and search, the Properties API, the Lists API, bearer-token scopes and the rate
-//! limits. Tests drive it through [`RunningSimulator`]'s methods (seed data, edit as a person,
-//! expire tokens, inject faults); the same controls are served over HTTP under `/_sim/`.
+//! endpoints and search, the Properties API, the Lists API, associations (v4), bearer-token
+//! scopes and the rate limits. It sends webhooks for every CRM change to the apps subscribed,
+//! signed and retried as HubSpot does. Tests drive it through [`RunningSimulator`]'s methods
+//! (seed data, edit as a person, expire tokens, inject faults, subscribe to webhooks); the same
+//! controls are served over HTTP under `/_sim/`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -17,6 +19,7 @@
 //! ```
 
 mod admin;
+mod associations;
 mod auth;
 mod errors;
 mod faults;
@@ -28,6 +31,7 @@ mod ratelimit;
 mod records;
 mod search;
 mod state;
+mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -35,17 +39,19 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use admin::Simulator;
+pub use associations::ASSOCIATION_BATCH_LIMIT;
 pub use faults::{Fault, FaultKind};
 pub use lists::{MEMBERSHIP_IDS_LIMIT, MEMBERSHIP_PAGE_MAX};
 pub use objects::BATCH_LIMIT;
 pub use state::{
     ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PORTAL, OmittedOnUpsert, SimConfig, Tokens,
 };
+pub use webhooks::{Subscription, WEBHOOK_BATCH_MAX, WebhookAttempt, signature_v1, signature_v3};
 
 use state::{Shared, Sim};
 
@@ -59,6 +65,8 @@ pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Ru
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let simulator = Simulator { sim: Shared::new(config) };
+    let (stop_webhooks, webhooks_stopped) = oneshot::channel::<()>();
+    let webhooks = tokio::spawn(webhooks::run(simulator.sim.clone(), webhooks_stopped));
     let app = simulator.router();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -70,16 +78,19 @@ pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Ru
             tracing::error!(error = %err, "hubspot-sim stopped");
         }
     });
-    Ok(RunningSimulator { simulator, addr, stop, task })
+    Ok(RunningSimulator { simulator, addr, stop, task, stop_webhooks, webhooks })
 }
 
 /// A simulator serving on a local port. Its control methods come from [`Simulator`]
-/// (through `Deref`); dropping it stops the server.
+/// (through `Deref`); dropping it stops the server and the webhook sender.
 pub struct RunningSimulator {
     simulator: Simulator,
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    /// Dropping it also stops the sender, cancelling deliveries under way.
+    stop_webhooks: oneshot::Sender<()>,
+    webhooks: JoinHandle<()>,
 }
 
 impl RunningSimulator {
@@ -98,8 +109,11 @@ impl RunningSimulator {
         self.simulator.clone()
     }
 
-    /// Stops accepting connections and waits for open requests to finish.
+    /// Stops accepting connections and waits for open requests to finish. Webhooks not yet
+    /// delivered are dropped.
     pub async fn shutdown(self) {
+        let _ = self.stop_webhooks.send(());
+        let _ = self.webhooks.await;
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
@@ -146,6 +160,18 @@ impl Simulator {
                     &format!("{p}/{{propertyName}}"),
                     get(properties::get).patch(properties::update).delete(properties::archive),
                 );
+        }
+        for (associations, objects) in
+            [("/crm/v4/associations", "/crm/v4/objects"), ("/crm/associations/2026-03", "/crm/objects/2026-03")]
+        {
+            let record = format!("{objects}/{{objectType}}/{{objectId}}/associations");
+            crm = crm
+                .route(
+                    &format!("{associations}/{{fromObjectType}}/{{toObjectType}}/batch/read"),
+                    post(associations::batch_read),
+                )
+                .route(&format!("{record}/default/{{toObjectType}}/{{toObjectId}}"), put(associations::create_default))
+                .route(&format!("{record}/{{toObjectType}}/{{toObjectId}}"), delete(associations::remove));
         }
         for prefix in ["/crm/v3/lists", "/crm/lists/2026-03"] {
             let l = format!("{prefix}/{{listId}}");

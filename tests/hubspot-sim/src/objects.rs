@@ -60,7 +60,7 @@ fn selection(names: &[String]) -> Selection<'_> {
     if names.is_empty() { Selection::Default } else { Selection::Named(names) }
 }
 
-fn source(caller: &Caller) -> Source {
+pub fn source(caller: &Caller) -> Source {
     Source::Integration { app_id: caller.app_id }
 }
 
@@ -105,7 +105,7 @@ fn properties_of(body: &Value) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// Record ids and unique values may come as JSON numbers or strings.
-fn text(value: Option<&Value>) -> Option<String> {
+pub fn text(value: Option<&Value>) -> Option<String> {
     match value? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -224,7 +224,7 @@ pub async fn archive(
     let mut state = sim.lock();
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
     if let Ok(id) = id.parse() {
-        hub.archive(object_type, id, now_ms());
+        hub.archive(object_type, id, source(&caller), now_ms());
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -267,7 +267,7 @@ fn batch(body: &Bytes) -> Result<Batch, ApiError> {
 }
 
 /// The `BatchResponse…` body: 207 with `errors` and `numErrors` when any input failed.
-fn batch_response(success: StatusCode, results: Vec<Value>, errors: Vec<Value>, started: i64) -> Response {
+pub fn batch_response(success: StatusCode, results: Vec<Value>, errors: Vec<Value>, started: i64) -> Response {
     let mut body = json!({
         "status": "COMPLETE",
         "results": results,
@@ -573,7 +573,7 @@ pub async fn batch_archive(
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
     for input in &batch.inputs {
         if let Some(id) = text(input.get("id")).and_then(|id| id.parse().ok()) {
-            hub.archive(object_type, id, now);
+            hub.archive(object_type, id, source(&caller), now);
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -76,6 +76,39 @@ pub struct Record {
     pub version: u64,
 }
 
+/// One change to a portal's CRM, logged for webhooks (`{type}.{kind}` events).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub object_type: ObjectType,
+    pub object_id: u64,
+    pub source: Source,
+    pub at: i64,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChangeKind {
+    Created,
+    /// A new value ("" when cleared).
+    Property {
+        name: String,
+        value: String,
+    },
+    Deleted,
+    Restored,
+    /// `merged_id` was merged into the change's record, which kept its id.
+    Merged {
+        merged_id: u64,
+        properties_moved: usize,
+    },
+    /// An association from the change's record, logged once per direction.
+    Association {
+        to_type: ObjectType,
+        to_id: u64,
+        removed: bool,
+    },
+}
+
 /// Which properties a response shows.
 #[derive(Clone, Copy)]
 pub enum Selection<'a> {
@@ -151,10 +184,17 @@ impl Record {
         object
     }
 
-    /// Applies writes; returns whether anything changed. Writing the current value again is
-    /// not a change (HubSpot neither records nor notifies it).
-    fn apply(&mut self, object_type: ObjectType, values: &BTreeMap<String, String>, source: Source, now: i64) -> bool {
-        let mut changed = false;
+    /// Applies writes; returns the properties that changed (with the modification time when
+    /// anything did). Writing the current value again is not a change (HubSpot neither records
+    /// nor notifies it).
+    fn apply(
+        &mut self,
+        object_type: ObjectType,
+        values: &BTreeMap<String, String>,
+        source: Source,
+        now: i64,
+    ) -> Vec<String> {
+        let mut changed = Vec::new();
         for (name, value) in values {
             let current = self.value(name).unwrap_or_default();
             if current == value {
@@ -167,15 +207,16 @@ impl Record {
             } else {
                 self.values.insert(name.clone(), stamped);
             }
-            changed = true;
+            changed.push(name.clone());
         }
-        if changed {
+        if !changed.is_empty() {
             // A seed may set the modification time itself (to stage old data).
             let modified = object_type.modified_property();
             if !values.contains_key(modified) {
                 let stamped = Stamped { value: now.to_string(), timestamp: now, source };
                 self.history.entry(modified.to_string()).or_default().insert(0, stamped.clone());
                 self.values.insert(modified.to_string(), stamped);
+                changed.push(modified.to_string());
             }
             self.updated_at = self.value(modified).and_then(|v| v.parse().ok()).unwrap_or(now);
             self.version += 1;
@@ -188,6 +229,9 @@ impl Record {
 /// made unique after records existed may start with duplicates (`find` answers the lowest id).
 type ValueIndex = HashMap<String, BTreeSet<u64>>;
 
+/// An association in one direction: (from type, from id, to type, to id).
+type Link = (ObjectType, u64, ObjectType, u64);
+
 /// One portal's CRM.
 pub struct Hub {
     properties: BTreeMap<ObjectType, Vec<PropertyDef>>,
@@ -196,13 +240,25 @@ pub struct Hub {
     /// and uniqueness checks don't scan every record (a batch upsert by email checks each input).
     /// Live records only. A property stays indexed whatever later happens to its definition.
     indexes: BTreeMap<ObjectType, HashMap<String, ValueIndex>>,
+    /// Associations, stored in both directions. Links of archived records stay (a restore
+    /// brings them back) but reads skip them.
+    links: BTreeSet<Link>,
+    /// Changes not yet published as webhook events.
+    changes: Vec<Change>,
     next_id: u64,
 }
 
 impl Hub {
     pub fn new() -> Hub {
         let properties = ObjectType::ALL.iter().map(|&t| (t, default_properties(t))).collect();
-        let mut hub = Hub { properties, records: BTreeMap::new(), indexes: BTreeMap::new(), next_id: 101 };
+        let mut hub = Hub {
+            properties,
+            records: BTreeMap::new(),
+            indexes: BTreeMap::new(),
+            links: BTreeSet::new(),
+            changes: Vec::new(),
+            next_id: 101,
+        };
         for object_type in ObjectType::ALL {
             let unique: Vec<String> =
                 hub.properties(object_type).iter().filter(|p| p.has_unique_value).map(|p| p.name.clone()).collect();
@@ -329,8 +385,11 @@ impl Hub {
         let mut all = values.clone();
         all.insert("hs_object_id".into(), id.to_string());
         all.entry("createdate".into()).or_insert_with(|| now.to_string());
-        record.apply(object_type, &all, source, now);
+        let changed = record.apply(object_type, &all, source, now);
         index_record(self.indexes.entry(object_type).or_default(), &record, true);
+        // Values set at creation are property changes too: propertyChange subscribers hear of them.
+        self.log(object_type, id, source, now, ChangeKind::Created);
+        self.changes.extend(property_changes(object_type, &record, &changed, source, now));
         self.records.entry(object_type).or_default().insert(id, record);
         id
     }
@@ -349,21 +408,177 @@ impl Hub {
         index_record(indexes, record, false);
         let changed = record.apply(object_type, values, source, now);
         index_record(indexes, record, true);
-        Some(changed)
+        self.changes.extend(property_changes(object_type, record, &changed, source, now));
+        Some(!changed.is_empty())
     }
 
     /// Archives a live record; unknown or already archived ids are fine (HubSpot answers 204).
-    pub fn archive(&mut self, object_type: ObjectType, id: u64, now: i64) {
-        if let Some(record) = self.records.get_mut(&object_type).and_then(|m| m.get_mut(&id)) {
-            if record.archived_at.is_none() {
-                // Archived records free their unique values.
-                index_record(self.indexes.entry(object_type).or_default(), record, false);
-                record.archived_at = Some(now);
-                record.updated_at = now;
-                record.version += 1;
-            }
+    pub fn archive(&mut self, object_type: ObjectType, id: u64, source: Source, now: i64) {
+        if self.archive_quietly(object_type, id, now) {
+            self.log(object_type, id, source, now, ChangeKind::Deleted);
         }
     }
+
+    /// Archives without a deletion event (a merge reports the merged record its own way).
+    fn archive_quietly(&mut self, object_type: ObjectType, id: u64, now: i64) -> bool {
+        let Some(record) = self.records.get_mut(&object_type).and_then(|m| m.get_mut(&id)) else { return false };
+        if record.is_archived() {
+            return false;
+        }
+        // Archived records free their unique values.
+        index_record(self.indexes.entry(object_type).or_default(), record, false);
+        record.archived_at = Some(now);
+        record.updated_at = now;
+        record.version += 1;
+        true
+    }
+
+    /// Brings an archived record back, unless another live record took one of its unique values.
+    pub fn restore(&mut self, object_type: ObjectType, id: u64, source: Source, now: i64) -> Result<(), String> {
+        let record = self.record(object_type, id).ok_or_else(|| format!("no {} {id}", object_type.singular()))?;
+        if !record.is_archived() {
+            return Ok(());
+        }
+        let values = record.values.iter().map(|(name, stamped)| (name.clone(), stamped.value.clone())).collect();
+        if let Some((name, holder)) = self.unique_conflict(object_type, &values, Some(id)) {
+            return Err(format!("{name} now belongs to record {holder}"));
+        }
+        let record = self.records.get_mut(&object_type).and_then(|m| m.get_mut(&id)).expect("found above");
+        record.archived_at = None;
+        record.updated_at = now;
+        record.version += 1;
+        index_record(self.indexes.entry(object_type).or_default(), record, true);
+        self.log(object_type, id, source, now, ChangeKind::Restored);
+        Ok(())
+    }
+
+    /// Merges `merged_id` into `primary_id`: the primary keeps its id and takes the merged
+    /// record's values for writable properties it has none for, and its associations; the
+    /// merged record is archived. Returns how many properties moved.
+    pub fn merge(
+        &mut self,
+        object_type: ObjectType,
+        primary_id: u64,
+        merged_id: u64,
+        source: Source,
+        now: i64,
+    ) -> Result<usize, String> {
+        let live = |id| self.live(object_type, id).ok_or_else(|| format!("no live {} {id}", object_type.singular()));
+        let (primary, merged) = (live(primary_id)?, live(merged_id)?);
+        if primary_id == merged_id {
+            return Err("a record cannot be merged into itself".into());
+        }
+        let moved: BTreeMap<String, String> = merged
+            .values
+            .iter()
+            .filter(|(name, _)| {
+                primary.value(name).is_none() && self.property(object_type, name).is_some_and(|p| p.is_writable())
+            })
+            .map(|(name, stamped)| (name.clone(), stamped.value.clone()))
+            .collect();
+        let links = self.links_from(object_type, merged_id);
+        self.log(object_type, primary_id, source, now, ChangeKind::Merged { merged_id, properties_moved: moved.len() });
+        // Archived first, so its unique values are free for the primary to take.
+        self.archive_quietly(object_type, merged_id, now);
+        self.update(object_type, primary_id, &moved, source, now);
+        for (_, _, to_type, to_id) in links {
+            self.dissociate(object_type, merged_id, to_type, to_id, source, now);
+            self.associate(object_type, primary_id, to_type, to_id, source, now);
+        }
+        Ok(moved.len())
+    }
+
+    /// Associates two records (both directions); returns whether they were not already. The
+    /// caller has checked that both exist and that the pair of types can be associated.
+    pub fn associate(
+        &mut self,
+        from_type: ObjectType,
+        from_id: u64,
+        to_type: ObjectType,
+        to_id: u64,
+        source: Source,
+        now: i64,
+    ) -> bool {
+        if !self.links.insert((from_type, from_id, to_type, to_id)) {
+            return false;
+        }
+        self.links.insert((to_type, to_id, from_type, from_id));
+        self.log_association((from_type, from_id, to_type, to_id), false, source, now);
+        true
+    }
+
+    /// Removes the association between two records (both directions); returns whether there was one.
+    pub fn dissociate(
+        &mut self,
+        from_type: ObjectType,
+        from_id: u64,
+        to_type: ObjectType,
+        to_id: u64,
+        source: Source,
+        now: i64,
+    ) -> bool {
+        if !self.links.remove(&(from_type, from_id, to_type, to_id)) {
+            return false;
+        }
+        self.links.remove(&(to_type, to_id, from_type, from_id));
+        self.log_association((from_type, from_id, to_type, to_id), true, source, now);
+        true
+    }
+
+    /// The live records of `to_type` a live record is associated with, in id order.
+    pub fn associated(&self, from_type: ObjectType, from_id: u64, to_type: ObjectType) -> Vec<u64> {
+        if self.live(from_type, from_id).is_none() {
+            return Vec::new();
+        }
+        self.links
+            .range((from_type, from_id, to_type, 0)..=(from_type, from_id, to_type, u64::MAX))
+            .map(|&(_, _, _, to_id)| to_id)
+            .filter(|&to_id| self.live(to_type, to_id).is_some())
+            .collect()
+    }
+
+    /// Every link from one record, to any type, archived ends included.
+    fn links_from(&self, from_type: ObjectType, from_id: u64) -> Vec<Link> {
+        let first = (from_type, from_id, ObjectType::ALL[0], 0);
+        let last = (from_type, from_id, ObjectType::ALL[ObjectType::ALL.len() - 1], u64::MAX);
+        self.links.range(first..=last).copied().collect()
+    }
+
+    /// The changes logged since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn log(&mut self, object_type: ObjectType, object_id: u64, source: Source, at: i64, kind: ChangeKind) {
+        self.changes.push(Change { object_type, object_id, source, at, kind });
+    }
+
+    /// An association is logged from each side, as each record sees it.
+    fn log_association(&mut self, link: Link, removed: bool, source: Source, at: i64) {
+        let (from_type, from_id, to_type, to_id) = link;
+        self.log(from_type, from_id, source, at, ChangeKind::Association { to_type, to_id, removed });
+        self.log(to_type, to_id, source, at, ChangeKind::Association { to_type: from_type, to_id: from_id, removed });
+    }
+}
+
+/// One property change per changed property, with the record's new value.
+fn property_changes(
+    object_type: ObjectType,
+    record: &Record,
+    names: &[String],
+    source: Source,
+    at: i64,
+) -> impl Iterator<Item = Change> {
+    names.iter().map(move |name| {
+        let value = record.value(name).unwrap_or_default().to_string();
+        Change {
+            object_type,
+            object_id: record.id,
+            source,
+            at,
+            kind: ChangeKind::Property { name: name.clone(), value },
+        }
+    })
 }
 
 /// Adds a live record's values to its type's indexes, or takes them out (`add: false`).

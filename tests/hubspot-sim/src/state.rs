@@ -1,16 +1,20 @@
 //! Everything the simulator remembers, behind one std `Mutex` (handlers lock, work, unlock;
-//! nothing holds the lock across an `.await`).
+//! nothing holds the lock across an `.await`). Releasing the lock turns the CRM changes made
+//! under it into webhook events, so every write path notifies subscribers without knowing it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 use time::macros::format_description;
+use tokio::sync::Notify;
 
 use crate::faults::Fault;
 use crate::lists::Lists;
 use crate::records::Hub;
+use crate::webhooks::Webhooks;
 
 /// The app every simulator knows from the start.
 pub const DEFAULT_CLIENT_ID: &str = "sim-client-id";
@@ -57,6 +61,15 @@ pub struct SimConfig {
     /// `error=invalid_scope` (HubSpot refuses such installs). Set to `false` to issue a code
     /// anyway with only the scopes the portal has, to test a client's own scope check.
     pub refuse_missing_required_scopes: bool,
+    /// How long the oldest webhook event of an (app, portal) queue waits for others to share
+    /// its POST; a queue holding 100 events is sent at once. HubSpot batches "up to 100" events.
+    pub webhook_flush_delay: Duration,
+    /// A webhook POST without an answer after this long is a failed attempt (HubSpot: 5 s).
+    pub webhook_timeout: Duration,
+    /// The wait before each retry of a failed webhook POST; its length is the number of retries.
+    /// HubSpot retries 10 times, spread over 24 hours with jitter; the default keeps HubSpot's
+    /// count and doubling but starts at 100 ms and caps at 1 s, so tests see retries quickly.
+    pub webhook_retry_delays: Vec<Duration>,
 }
 
 impl Default for SimConfig {
@@ -67,6 +80,9 @@ impl Default for SimConfig {
             auth_code_ttl: Duration::from_secs(600),
             email_upsert_omitted: OmittedOnUpsert::LeaveUnchanged,
             refuse_missing_required_scopes: true,
+            webhook_flush_delay: Duration::from_millis(50),
+            webhook_timeout: Duration::from_secs(5),
+            webhook_retry_delays: (0..10).map(|n| Duration::from_millis((100 << n).min(1000))).collect(),
         }
     }
 }
@@ -128,6 +144,16 @@ impl ObjectType {
             ObjectType::Companies => "0-2",
             ObjectType::Deals => "0-3",
             ObjectType::LineItems => "0-8",
+        }
+    }
+
+    /// How webhooks and association messages name the type (`contact.creation`).
+    pub fn singular(self) -> &'static str {
+        match self {
+            ObjectType::Contacts => "contact",
+            ObjectType::Companies => "company",
+            ObjectType::Deals => "deal",
+            ObjectType::LineItems => "line_item",
         }
     }
 
@@ -257,6 +283,10 @@ pub struct State {
     /// Requests per (method, route pattern) and per (method, concrete path).
     pub request_counts: HashMap<(String, String), u64>,
     pub deny_authorize: bool,
+    /// (client id, hub id) of every app that has been issued tokens for a portal: where its
+    /// webhooks fire.
+    pub installs: BTreeSet<(String, u64)>,
+    pub webhooks: Webhooks,
     next_app_id: u64,
 }
 
@@ -273,7 +303,10 @@ impl State {
             faults: Vec::new(),
             request_counts: HashMap::new(),
             deny_authorize: false,
-            next_app_id: 4_000_001,
+            installs: BTreeSet::new(),
+            webhooks: Webhooks::default(),
+            // The default app gets 54321, the app id of HubSpot's documentation examples.
+            next_app_id: 54_320,
         };
         state.add_app(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET);
         state.add_portal(DEFAULT_PORTAL, ALL_SCOPES.iter().map(|s| s.to_string()));
@@ -338,11 +371,25 @@ impl State {
         // Real access tokens are long opaque strings of varying length.
         let token = format!("CKsim{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let expires_at = now_ms() + ttl.as_millis() as i64;
+        self.installs.insert((client_id.to_string(), hub_id));
         self.access_tokens.insert(
             token.clone(),
             AccessToken { client_id: client_id.to_string(), hub_id, user_id, scopes, expires_at },
         );
         (token, ttl.as_secs())
+    }
+
+    /// Turns the CRM changes every portal logged into webhook events for the apps subscribed
+    /// to them; returns whether any event was queued.
+    fn publish_changes(&mut self) -> bool {
+        let mut queued = false;
+        for (&hub_id, portal) in &mut self.portals {
+            let changes = portal.hub.take_changes();
+            if !changes.is_empty() {
+                queued |= self.webhooks.publish(hub_id, &changes, &self.apps, &self.installs);
+            }
+        }
+        queued
     }
 
     pub fn count_request(&mut self, method: &str, pattern: Option<&str>, path: &str) {
@@ -357,17 +404,55 @@ impl State {
 pub struct Shared {
     pub config: SimConfig,
     state: Mutex<State>,
+    /// Wakes the webhook sender: events were queued or a delivery finished.
+    pub webhook_wake: Notify,
+    /// Wakes those waiting for webhook deliveries to settle.
+    pub webhook_settled: Notify,
 }
 
 pub type Sim = Arc<Shared>;
 
 impl Shared {
     pub fn new(config: SimConfig) -> Sim {
-        Arc::new(Shared { config, state: Mutex::new(State::new()) })
+        Arc::new(Shared {
+            config,
+            state: Mutex::new(State::new()),
+            webhook_wake: Notify::new(),
+            webhook_settled: Notify::new(),
+        })
     }
 
     /// A panicking handler must not take the whole simulator down with a poisoned lock.
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub fn lock(&self) -> Locked<'_> {
+        Locked { shared: self, state: self.state.lock().unwrap_or_else(PoisonError::into_inner) }
+    }
+}
+
+/// The locked state. Dropping it publishes the changes made meanwhile as webhook events, before
+/// the lock is released: events queue in the order their changes happened.
+pub struct Locked<'a> {
+    shared: &'a Shared,
+    state: MutexGuard<'a, State>,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if self.state.publish_changes() {
+            self.shared.webhook_wake.notify_one();
+        }
     }
 }

@@ -1,6 +1,9 @@
-//! Shared helpers: a started simulator, a token for its default portal, and JSON calls.
+//! Shared helpers: a started simulator, a token for its default portal, JSON calls, and a
+//! webhook receiver (`receiver`).
 
 #![allow(dead_code)]
+
+pub mod receiver;
 
 use hubspot_sim::{ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_PORTAL, RunningSimulator, SimConfig};
 use reqwest::{Method, StatusCode};

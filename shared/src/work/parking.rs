@@ -32,6 +32,65 @@ pub enum Disposition {
     RetryAfter(Duration),
 }
 
+/// What a worker decided for one queue message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Done,
+    Retry(String),
+    Park(String),
+}
+
+impl Verdict {
+    /// The verdict for a message whose parts ended differently: anything unfinished retries
+    /// the message (finished parts are skipped the next time), else anything refused parks it.
+    pub fn combine(self, other: Verdict) -> Verdict {
+        match (self, other) {
+            (Verdict::Retry(reason), _) | (_, Verdict::Retry(reason)) => Verdict::Retry(reason),
+            (Verdict::Park(reason), _) | (_, Verdict::Park(reason)) => Verdict::Park(reason),
+            (Verdict::Done, Verdict::Done) => Verdict::Done,
+        }
+    }
+}
+
+/// Turns a verdict into what the queue does: a retry is backed off until its last attempt,
+/// which parks it with the reason, as does a refusal. A message that cannot be parked stays
+/// queued, so nothing is lost.
+pub async fn settle(
+    parked: &dyn Queue,
+    message: &ReceivedMessage,
+    verdict: Verdict,
+    now: OffsetDateTime,
+) -> Disposition {
+    let reason = match verdict {
+        Verdict::Done => return Disposition::Done,
+        Verdict::Retry(reason) if message.receive_count < MAX_ATTEMPTS => {
+            tracing::info!(message = %message.message_id, attempt = message.receive_count, %reason, "retried later");
+            return Disposition::RetryAfter(backoff(message.receive_count));
+        }
+        Verdict::Retry(reason) => format!("gave up after {} attempts: {reason}", message.receive_count),
+        Verdict::Park(reason) => reason,
+    };
+    let note = ParkNote {
+        reason,
+        connection_id: connection_of(&message.body),
+        attempts: message.receive_count,
+        parked_at: now,
+    };
+    match park(parked, &message.body, note).await {
+        Ok(()) => Disposition::Done,
+        Err(err) => {
+            tracing::error!(message = %message.message_id, error = %err, "could not park a message; it stays queued");
+            Disposition::RetryAfter(backoff(1))
+        }
+    }
+}
+
+/// The connection a raw message names, for the parking note, even when it is otherwise unreadable.
+fn connection_of(body: &str) -> Option<ConnectionId> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    value.get("connection_id")?.as_str().map(ConnectionId::new)
+}
+
 /// A parked message: the original body, untouched, and why it was parked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParkedMessage {

@@ -1,0 +1,512 @@
+//! The inbound worker: HubSpot changes from the inbound queue, read from HubSpot in batches of
+//! 100 and delivered to the platform's ingest endpoint.
+//!
+//! Events to one record are folded (the newest decides: a deletion is delivered as a
+//! tombstone, anything else reads the record as it is now). A version the platform already has
+//! is not delivered again, and a change that only shows what hubsync itself last wrote is an
+//! echo, not news. The platform answers per record: applied, not found (recorded as skipped),
+//! or error (retried with backoff, then parked with the reason).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::deps::Deps;
+use crate::domain::inbound::MAX_WEBHOOK_EVENTS;
+use crate::domain::inbound::to_platform_value;
+use crate::domain::{
+    ConnectionId, ConnectionStatus, EventKind, INBOUND_MESSAGE_VERSION, InboundEvent, InboundMessage, ObjectConfig,
+    ObjectType, PortalId, RecordSyncState, RunCounts, RunKind, RunStatus, SyncRun,
+};
+use crate::hubspot::{BATCH_LIMIT, CrmObject, ItemError};
+use crate::inbound::platform::{DeliveredRecord, Delivery, DeliveryError, PlatformClient, RecordStatus};
+use crate::ports::ReceivedMessage;
+use crate::work::calls::{Failure, NEEDS_REAUTH, PacedCalls, Target};
+use crate::work::{Disposition, QueueWorker, Verdict, settle};
+
+/// Records per delivery to the platform.
+pub const DELIVERY_BATCH: usize = 100;
+
+pub struct InboundWorker {
+    deps: Deps,
+    calls: PacedCalls,
+    platform: PlatformClient,
+}
+
+#[async_trait]
+impl QueueWorker for InboundWorker {
+    async fn process(&self, batch: &[ReceivedMessage]) -> Vec<Disposition> {
+        self.process_batch(batch).await
+    }
+}
+
+/// One connection's events about one object: its portal, and the events with their message index.
+type Group = (PortalId, Vec<(usize, InboundEvent)>);
+
+/// One HubSpot record of a group, and the messages whose events concern it.
+struct Pending {
+    object_id: u64,
+    /// Messages with events about this record, and how many events.
+    indexes: Vec<usize>,
+    events: usize,
+    /// The newest event decides what is delivered.
+    latest: InboundEvent,
+    delivery: Option<DeliveredRecord>,
+    verdict: Option<(Verdict, Counted)>,
+}
+
+/// Where a record lands in the run's counts.
+#[derive(Debug, Clone)]
+enum Counted {
+    Delivered { created: bool },
+    Skipped(String),
+    Retried(String),
+    Failed(String),
+}
+
+impl Pending {
+    fn settle(&mut self, verdict: Verdict, counted: Counted) {
+        if self.verdict.is_none() {
+            self.verdict = Some((verdict, counted));
+        }
+    }
+
+    fn skip(&mut self, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.settle(Verdict::Done, Counted::Skipped(reason));
+    }
+
+    fn fail(&mut self, failure: Failure) {
+        match failure {
+            Failure::Retry(reason) => self.settle(Verdict::Retry(reason.clone()), Counted::Retried(reason)),
+            Failure::Permanent(reason) => self.settle(Verdict::Park(reason.clone()), Counted::Failed(reason)),
+        }
+    }
+}
+
+impl InboundWorker {
+    pub fn new(deps: Deps) -> Self {
+        let calls = PacedCalls::new(deps.clone());
+        InboundWorker { deps, calls, platform: PlatformClient::new() }
+    }
+
+    pub async fn process_batch(&self, batch: &[ReceivedMessage]) -> Vec<Disposition> {
+        let mut verdicts = vec![Verdict::Done; batch.len()];
+        let mut groups: BTreeMap<(ConnectionId, ObjectType), Group> = BTreeMap::new();
+        for (index, message) in batch.iter().enumerate() {
+            match parse(&message.body) {
+                Ok(message) => {
+                    for event in message.events {
+                        let group = groups.entry((message.connection_id.clone(), event.object)).or_default();
+                        group.0 = message.portal_id;
+                        group.1.push((index, event));
+                    }
+                }
+                Err(reason) => verdicts[index] = Verdict::Park(format!("unreadable message: {reason}")),
+            }
+        }
+        for ((connection_id, object), (portal_id, events)) in groups {
+            for (index, verdict) in self.deliver_group(&connection_id, portal_id, object, events).await {
+                verdicts[index] = std::mem::replace(&mut verdicts[index], Verdict::Done).combine(verdict);
+            }
+        }
+        let mut dispositions = Vec::with_capacity(batch.len());
+        for (message, verdict) in batch.iter().zip(verdicts) {
+            dispositions.push(settle(&*self.deps.inbound.parked, message, verdict, self.deps.clock.now()).await);
+        }
+        dispositions
+    }
+
+    /// Delivers one connection's events about one object; returns a verdict per message index.
+    async fn deliver_group(
+        &self,
+        connection_id: &ConnectionId,
+        portal_id: PortalId,
+        object: ObjectType,
+        events: Vec<(usize, InboundEvent)>,
+    ) -> Vec<(usize, Verdict)> {
+        let mut run = SyncRun::start(connection_id.clone(), RunKind::Inbound, self.deps.clock.now());
+        run.counts.received = events.len() as u64;
+        let mut records = fold(events);
+        if let Some((target, config, ingest_url)) = self.prepare(connection_id, object, &mut records).await {
+            self.read(&target, object, &config, &mut records).await;
+            self.skip_known_versions(connection_id, object, &config, &mut records).await;
+            self.deliver(&target, portal_id, &ingest_url, &mut records).await;
+        }
+        let mut verdicts = Vec::new();
+        for record in records {
+            let (verdict, counted) = record
+                .verdict
+                .unwrap_or((Verdict::Retry("not attempted".into()), Counted::Retried("not attempted".into())));
+            count(&mut run.counts, &counted, record.events);
+            verdicts.extend(record.indexes.into_iter().map(|i| (i, verdict.clone())));
+        }
+        run.status = if run.counts.failed.is_empty() { RunStatus::Succeeded } else { RunStatus::Failed };
+        run.finished_at = Some(self.deps.clock.now());
+        tracing::info!(connection = %connection_id, %object, counts = ?run.counts, "inbound run");
+        if let Err(err) = self.deps.store.put_run(&run).await {
+            tracing::warn!(connection = %connection_id, error = %err, "could not record an inbound run");
+        }
+        verdicts
+    }
+
+    /// The connection, its config and ingest URL; `None` when every record is settled already.
+    async fn prepare(
+        &self,
+        connection_id: &ConnectionId,
+        object: ObjectType,
+        records: &mut [Pending],
+    ) -> Option<(Target, ObjectConfig, String)> {
+        let settle_all = |records: &mut [Pending], verdict: Verdict, counted: Counted| {
+            records.iter_mut().for_each(|r| r.settle(verdict.clone(), counted.clone()));
+        };
+        let retry = |reason: String| (Verdict::Retry(reason.clone()), Counted::Retried(reason));
+        let connection = match self.deps.store.get_connection(connection_id).await {
+            Ok(Some(connection)) => connection,
+            Ok(None) => {
+                let reason = format!("connection {connection_id} does not exist (uninstalled)");
+                settle_all(records, Verdict::Done, Counted::Skipped(reason));
+                return None;
+            }
+            Err(err) => {
+                let (verdict, counted) = retry(err.to_string());
+                settle_all(records, verdict, counted);
+                return None;
+            }
+        };
+        match connection.status {
+            ConnectionStatus::Active => {}
+            ConnectionStatus::Disabled => {
+                settle_all(records, Verdict::Done, Counted::Skipped("connection is disabled".into()));
+                return None;
+            }
+            ConnectionStatus::NeedsReauth | ConnectionStatus::Pending => {
+                let (verdict, counted) = retry(NEEDS_REAUTH.into());
+                settle_all(records, verdict, counted);
+                return None;
+            }
+        }
+        let config = match self.deps.store.get_config(connection_id).await {
+            Ok(config) => config.map(|c| c.config),
+            Err(err) => {
+                let (verdict, counted) = retry(err.to_string());
+                settle_all(records, verdict, counted);
+                return None;
+            }
+        };
+        let Some((object_config, options)) = config.and_then(|c| Some((c.objects.get(&object)?.clone(), c.options)))
+        else {
+            let reason = format!("{object} are not configured for this connection");
+            settle_all(records, Verdict::Done, Counted::Skipped(reason));
+            return None;
+        };
+        let Some(ingest_url) = options.ingest_url else {
+            let reason = "the config has no `ingest_url` to deliver to: set it, then redrive".to_string();
+            settle_all(records, Verdict::Park(reason.clone()), Counted::Failed(reason));
+            return None;
+        };
+        Some((Target { connection, limit_per_10s: options.rate_limit_per_10s }, object_config, ingest_url))
+    }
+
+    /// Reads the records that still exist (100 a call) and builds what the platform receives.
+    async fn read(&self, target: &Target, object: ObjectType, config: &ObjectConfig, records: &mut [Pending]) {
+        let key_property = config.match_key.property().to_string();
+        let mut properties: Vec<String> =
+            config.fields.iter().filter(|f| f.direction.comes_in()).map(|f| f.hubspot_property.clone()).collect();
+        properties.push(key_property.clone());
+        properties.sort();
+        properties.dedup();
+
+        let mut to_read = Vec::new();
+        for (i, record) in records.iter_mut().enumerate() {
+            if record.verdict.is_some() {
+                continue;
+            }
+            match &record.latest.kind {
+                EventKind::Deleted => {
+                    record.delivery = Some(tombstone(object, record.object_id, record.latest.occurred_at_ms))
+                }
+                _ => to_read.push(i),
+            }
+        }
+        for chunk in to_read.chunks(BATCH_LIMIT) {
+            let ids: Vec<String> = chunk.iter().map(|&i| records[i].object_id.to_string()).collect();
+            let outcome = self
+                .calls
+                .batch(target, |token| {
+                    let (ids, properties) = (&ids, &properties);
+                    async move {
+                        let names: Vec<&str> = properties.iter().map(String::as_str).collect();
+                        self.deps.hubspot.objects(&token, object).batch_read(ids, None, &names).await
+                    }
+                })
+                .await;
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(failed) => {
+                    chunk.iter().for_each(|&i| records[i].fail(failed.failure()));
+                    continue;
+                }
+            };
+            for (&i, item) in chunk.iter().zip(outcome.items) {
+                let record = &mut records[i];
+                match item {
+                    Ok(found) => record.delivery = Some(delivered(object, config, &key_property, record, &found)),
+                    // Gone since the event: the platform hears of the deletion instead.
+                    Err(ItemError::Rejected(body)) if body.category.as_deref() == Some("OBJECT_NOT_FOUND") => {
+                        record.delivery = Some(tombstone(object, record.object_id, record.latest.occurred_at_ms));
+                    }
+                    Err(err) => record.fail(match err.class() {
+                        crate::hubspot::ErrorClass::Permanent => Failure::Permanent(err.to_string()),
+                        _ => Failure::Retry(err.to_string()),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Newer wins: a version the platform already has is not delivered again, and a change
+    /// that only shows what hubsync last pushed is an echo of its own write.
+    async fn skip_known_versions(
+        &self,
+        connection_id: &ConnectionId,
+        object: ObjectType,
+        config: &ObjectConfig,
+        records: &mut [Pending],
+    ) {
+        let keys: Vec<String> = records.iter().filter_map(|r| r.delivery.as_ref()?.record_key.clone()).collect();
+        if keys.is_empty() {
+            return;
+        }
+        let states = match self.deps.store.get_record_states(connection_id, object, &keys).await {
+            Ok(states) => states,
+            Err(err) => {
+                records.iter_mut().for_each(|r| r.fail(Failure::Retry(err.to_string())));
+                return;
+            }
+        };
+        for record in records.iter_mut().filter(|r| r.verdict.is_none()) {
+            let Some(delivery) = &record.delivery else { continue };
+            let Some(state) = delivery.record_key.as_ref().and_then(|k| states.get(k)) else { continue };
+            if state.last_applied_version_ms.is_some_and(|applied| applied >= delivery.version_ms) {
+                record.skip("already delivered: the platform has this version or a newer one");
+            } else if delivery.event == "changed" && only_echoes(config, delivery, state) {
+                record.skip("echo of hubsync's own write");
+            }
+        }
+    }
+
+    /// Posts the records to the platform in batches and settles each from its answer.
+    async fn deliver(&self, target: &Target, portal_id: PortalId, ingest_url: &str, records: &mut [Pending]) {
+        let ready: Vec<usize> =
+            (0..records.len()).filter(|&i| records[i].verdict.is_none() && records[i].delivery.is_some()).collect();
+        let secrets = match self.deps.secrets.app_secrets().await {
+            Ok(secrets) => secrets,
+            Err(err) => {
+                ready.iter().for_each(|&i| records[i].fail(Failure::Retry(err.to_string())));
+                return;
+            }
+        };
+        let mut applied_states = Vec::new();
+        let mut applied_indexes = Vec::new();
+        for chunk in ready.chunks(DELIVERY_BATCH) {
+            let delivery = Delivery {
+                connection_id: target.connection.id.clone(),
+                portal_id,
+                records: chunk.iter().filter_map(|&i| records[i].delivery.clone()).collect(),
+            };
+            let now = self.deps.clock.now();
+            let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+            let answers = self.platform.deliver(ingest_url, &secrets.delivery_signing_secret, now_ms, &delivery).await;
+            for &i in chunk {
+                let record = &mut records[i];
+                let delivered = record.delivery.clone().expect("ready records have a delivery");
+                let answer = match &answers {
+                    Ok(answers) => answers.get(&delivered.idempotency_key),
+                    Err(DeliveryError::Retryable(reason)) => {
+                        record.fail(Failure::Retry(reason.clone()));
+                        continue;
+                    }
+                    Err(DeliveryError::Refused(reason)) => {
+                        record.fail(Failure::Permanent(format!("the platform refused the delivery: {reason}")));
+                        continue;
+                    }
+                };
+                match answer.map(|a| (a.status, a.message.clone())) {
+                    Some((RecordStatus::Applied, _)) => {
+                        record.settle(Verdict::Done, Counted::Delivered { created: delivered.event == "created" });
+                        if let Some(key) = &delivered.record_key {
+                            applied_states.push((key.clone(), delivered.version_ms));
+                            applied_indexes.push(i);
+                        }
+                    }
+                    Some((RecordStatus::NotFound, _)) => record.skip("not found on the platform"),
+                    Some((RecordStatus::Error, message)) => {
+                        let reason = message.unwrap_or_else(|| "the platform reported an error".into());
+                        record.fail(Failure::Retry(format!("the platform: {reason}")));
+                    }
+                    None => record.fail(Failure::Retry("the platform's answer left this record out".into())),
+                }
+            }
+        }
+        if let Err(err) = self.remember_applied(&target.connection.id, records, &applied_states).await {
+            for i in applied_indexes {
+                records[i].verdict = Some((
+                    Verdict::Retry(format!("delivered, but not recorded: {err}")),
+                    Counted::Retried("delivered, but not recorded".into()),
+                ));
+            }
+        }
+    }
+
+    async fn remember_applied(
+        &self,
+        connection_id: &ConnectionId,
+        records: &[Pending],
+        applied: &[(String, i64)],
+    ) -> Result<(), crate::ports::StoreError> {
+        let Some(object) = records.first().map(|r| r.latest.object) else { return Ok(()) };
+        if applied.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = applied.iter().map(|(k, _)| k.clone()).collect();
+        let mut states = self.deps.store.get_record_states(connection_id, object, &keys).await?;
+        let updated: Vec<RecordSyncState> = applied
+            .iter()
+            .map(|(key, version_ms)| {
+                let mut state = states
+                    .remove(key)
+                    .unwrap_or_else(|| RecordSyncState::new(connection_id.clone(), object, key.clone()));
+                state.last_applied_version_ms = Some(state.last_applied_version_ms.unwrap_or(0).max(*version_ms));
+                state
+            })
+            .collect();
+        self.deps.store.put_record_states(&updated).await
+    }
+}
+
+fn parse(body: &str) -> Result<InboundMessage, String> {
+    let message: InboundMessage = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    if message.version != INBOUND_MESSAGE_VERSION {
+        return Err(format!("message version {} is not supported (this hubsync reads version 1)", message.version));
+    }
+    if message.events.len() > MAX_WEBHOOK_EVENTS {
+        return Err(format!("more than {MAX_WEBHOOK_EVENTS} events"));
+    }
+    Ok(message)
+}
+
+/// Groups events by HubSpot record; the newest event of each decides what is delivered.
+fn fold(events: Vec<(usize, InboundEvent)>) -> Vec<Pending> {
+    let mut by_id: BTreeMap<u64, Pending> = BTreeMap::new();
+    for (index, event) in events {
+        // A merge is about the record the others were merged into.
+        let object_id = match &event.kind {
+            EventKind::Merged { into, .. } => *into,
+            _ => event.object_id,
+        };
+        let pending = by_id.entry(object_id).or_insert_with(|| Pending {
+            object_id,
+            indexes: Vec::new(),
+            events: 0,
+            latest: event.clone(),
+            delivery: None,
+            verdict: None,
+        });
+        pending.events += 1;
+        if !pending.indexes.contains(&index) {
+            pending.indexes.push(index);
+        }
+        if event.occurred_at_ms >= pending.latest.occurred_at_ms {
+            pending.latest = event;
+        }
+    }
+    by_id.into_values().collect()
+}
+
+fn event_name(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::Created => "created",
+        EventKind::Changed { .. } => "changed",
+        EventKind::Deleted => "deleted",
+        EventKind::Restored => "restored",
+        EventKind::Merged { .. } => "merged",
+    }
+}
+
+fn idempotency_key(object: ObjectType, hubspot_id: &str, event: &str, version_ms: i64) -> String {
+    format!("{object}:{hubspot_id}:{event}:{version_ms}")
+}
+
+fn tombstone(object: ObjectType, object_id: u64, occurred_at_ms: i64) -> DeliveredRecord {
+    let hubspot_id = object_id.to_string();
+    DeliveredRecord {
+        idempotency_key: idempotency_key(object, &hubspot_id, "deleted", occurred_at_ms),
+        object,
+        hubspot_id,
+        record_key: None,
+        event: "deleted",
+        version_ms: occurred_at_ms,
+        fields: BTreeMap::new(),
+        merged_ids: Vec::new(),
+    }
+}
+
+/// What the platform receives for a record read from HubSpot: its inbound fields, typed.
+fn delivered(
+    object: ObjectType,
+    config: &ObjectConfig,
+    key_property: &str,
+    record: &Pending,
+    found: &CrmObject,
+) -> DeliveredRecord {
+    let version_ms =
+        found.updated_at.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64).unwrap_or(record.latest.occurred_at_ms);
+    let fields = config
+        .fields
+        .iter()
+        .filter(|f| f.direction.comes_in())
+        .map(|f| {
+            let raw = found.property(&f.hubspot_property).unwrap_or_default();
+            (f.platform_field.clone(), to_platform_value(raw, f.platform_type))
+        })
+        .collect();
+    let event = event_name(&record.latest.kind);
+    let merged_ids = match &record.latest.kind {
+        EventKind::Merged { into, merged } => merged.iter().filter(|id| *id != into).map(u64::to_string).collect(),
+        _ => Vec::new(),
+    };
+    DeliveredRecord {
+        idempotency_key: idempotency_key(object, found.id(), event, version_ms),
+        object,
+        hubspot_id: found.id().to_string(),
+        record_key: found.property(key_property).filter(|v| !v.is_empty()).map(|v| config.match_key.normalise(v)),
+        event,
+        version_ms,
+        fields,
+        merged_ids,
+    }
+}
+
+/// True when every inbound value equals what hubsync itself last wrote to that property.
+fn only_echoes(config: &ObjectConfig, delivery: &DeliveredRecord, state: &RecordSyncState) -> bool {
+    if state.pushed_values.is_empty() {
+        return false;
+    }
+    config.fields.iter().filter(|f| f.direction.comes_in()).all(|f| {
+        let Some(pushed) = state.pushed_values.get(&f.hubspot_property) else { return false };
+        delivery.fields.get(&f.platform_field) == Some(&to_platform_value(pushed, f.platform_type))
+    })
+}
+
+fn count(counts: &mut RunCounts, counted: &Counted, folded_events: usize) {
+    match counted {
+        Counted::Delivered { created: true } => counts.created += 1,
+        Counted::Delivered { created: false } => counts.updated += 1,
+        Counted::Skipped(reason) => counts.skip(reason.clone()),
+        Counted::Retried(reason) => counts.retry(reason.clone()),
+        Counted::Failed(reason) => counts.fail(reason.clone()),
+    }
+    // The other events about the record were folded into its newest one.
+    (1..folded_events).for_each(|_| counts.skip("folded into a newer event of the same record"));
+}

@@ -1,0 +1,10 @@
+//! Data-in, live: HubSpot's webhooks, verified and routed to the connections that want them.
+//!
+//! - [`signature`]: HubSpot's v3 (and legacy v1/v2) request signatures.
+//! - [`receive`]: verify, parse, de-duplicate, route, filter, enqueue.
+
+pub mod receive;
+pub mod signature;
+
+pub use receive::{Receipt, ReceiveError, receive};
+pub use signature::{SignatureError, SignedRequest};

@@ -1,0 +1,339 @@
+//! HubSpot's webhooks through the receiver's Lambda handler (API Gateway v2 event JSON), and
+//! the inbound worker delivering to a platform endpoint, against moto and the simulator.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hubsync::domain::{ConnectionStatus, InboundMessage};
+use hubsync::inbound::{InboundWorker, sign};
+use hubsync::ports::Clock;
+use hubsync::webhooks::signature::v3_signature;
+use hubsync::work::ParkedMessage;
+use hubsync_tests::lambda::{Event, Reply, invoke};
+use hubsync_tests::push::{PORTAL, PushSetup, sqs_event};
+use hubsync_tests::world::CLIENT_SECRET;
+use serde_json::{Value, json};
+
+const HOST: &str = "sync.example.com";
+const APP_ID: u64 = 54321;
+
+/// A contacts config that takes first names in from HubSpot and delivers them to `ingest_url`.
+fn inbound_config(ingest_url: &str) -> Value {
+    json!({
+        "objects": { "contacts": {
+            "match_key": { "kind": "email" }, "write_mode": "upsert",
+            "fields": [
+                { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "both", "platform_type": "string" },
+                { "platform_field": "seats", "hubspot_property": "num_employees", "direction": "in", "platform_type": "number" }
+            ] } },
+        "options": { "webhooks_enabled": true, "data_in_enabled": true, "ingest_url": ingest_url }
+    })
+}
+
+fn event(object_id: &str, property: &str, value: &str, occurred_at: i64) -> Value {
+    json!({
+        "eventId": 1, "subscriptionId": 7, "portalId": PORTAL, "appId": APP_ID, "occurredAt": occurred_at,
+        "subscriptionType": "contact.propertyChange", "attemptNumber": 0, "objectId": object_id.parse::<u64>().unwrap(),
+        "propertyName": property, "propertyValue": value, "changeSource": "CRM_UI", "sourceId": "userId:7"
+    })
+}
+
+fn now_ms(setup: &PushSetup) -> i64 {
+    (setup.world.clock.now().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Posts `body` to the receiver as HubSpot would, signed (v3) at `timestamp`.
+async fn post_webhook(setup: &PushSetup, body: &str, timestamp: i64, secret: &str) -> Reply {
+    let url = format!("https://{HOST}/webhooks/hubspot");
+    let timestamp = timestamp.to_string();
+    let signature = v3_signature("POST", &url, body.as_bytes(), &timestamp, &hubsync::domain::Secret::new(secret));
+    let request = Event::new("POST", "/webhooks/hubspot")
+        .header("host", HOST)
+        .header("x-hubspot-signature-v3", &signature)
+        .header("x-hubspot-request-timestamp", &timestamp)
+        .raw_body("application/json", body);
+    invoke(&webhook_receiver::router(setup.world.deps.clone()), request).await
+}
+
+async fn inbound_messages(setup: &PushSetup) -> Vec<InboundMessage> {
+    let queue = &setup.world.deps.inbound.work;
+    let mut found = Vec::new();
+    loop {
+        let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
+        if batch.is_empty() {
+            return found;
+        }
+        for message in batch {
+            found.push(serde_json::from_str(&message.body).unwrap());
+            queue.delete(&message.receipt_handle).await.unwrap();
+        }
+    }
+}
+
+/// A platform ingest endpoint that checks hubsync's signature, records what it gets and
+/// answers `status` for every record.
+#[derive(Clone)]
+struct Platform {
+    received: Arc<Mutex<Vec<Value>>>,
+    status: Arc<Mutex<&'static str>>,
+}
+
+impl Platform {
+    async fn start(secret: &'static str) -> (Platform, String) {
+        let platform = Platform { received: Arc::default(), status: Arc::new(Mutex::new("applied")) };
+        let state = platform.clone();
+        let app = Router::new().route(
+            "/ingest",
+            post(move |headers: HeaderMap, body: String| {
+                let state = state.clone();
+                async move {
+                    let timestamp = headers["x-hubsync-timestamp"].to_str().unwrap().to_string();
+                    let expected =
+                        format!("v1={}", sign(&hubsync::domain::Secret::new(secret), &timestamp, body.as_bytes()));
+                    if headers["x-hubsync-signature"].to_str().unwrap() != expected {
+                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({})));
+                    }
+                    let delivery: Value = serde_json::from_str(&body).unwrap();
+                    let status = *state.status.lock().unwrap();
+                    let results: Vec<Value> = delivery["records"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| json!({ "idempotency_key": r["idempotency_key"], "status": status }))
+                        .collect();
+                    state.received.lock().unwrap().push(delivery);
+                    (StatusCode::OK, axum::Json(json!({ "results": results })))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (platform, url)
+    }
+
+    fn records(&self) -> Vec<Value> {
+        self.received.lock().unwrap().iter().flat_map(|d| d["records"].as_array().unwrap().clone()).collect()
+    }
+}
+
+/// Runs the inbound worker over what is on the inbound queue, as Lambda would.
+async fn drain_inbound(setup: &PushSetup, worker: &InboundWorker) -> usize {
+    let queue = &setup.world.deps.inbound.work;
+    let mut failures = 0;
+    loop {
+        let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
+        if batch.is_empty() {
+            return failures;
+        }
+        let response = inbound_worker::handle(worker, queue.as_ref(), sqs_event(&batch)).await;
+        for message in &batch {
+            if response.batch_item_failures.iter().any(|f| f.item_identifier == message.message_id) {
+                failures += 1;
+            } else {
+                queue.delete(&message.receipt_handle).await.unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_signed_change_is_routed_to_the_connection_once_and_forgeries_are_refused() {
+    let setup = PushSetup::new(inbound_config("https://platform.example.com/ingest")).await;
+    let body = json!([event("501", "firstname", "Ada", now_ms(&setup))]).to_string();
+
+    let reply = post_webhook(&setup, &body, now_ms(&setup), CLIENT_SECRET).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json()["enqueued"], 1);
+    let messages = inbound_messages(&setup).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].connection_id, setup.connection.id);
+    assert_eq!(messages[0].events[0].object_id, 501);
+
+    // HubSpot's retry of the same request (attemptNumber 1) is acknowledged and not processed.
+    let retry = body.replace("\"attemptNumber\":0", "\"attemptNumber\":1");
+    let reply = post_webhook(&setup, &retry, now_ms(&setup), CLIENT_SECRET).await;
+    assert_eq!((reply.status, reply.json()["duplicates"].clone()), (StatusCode::OK, json!(1)));
+    assert!(inbound_messages(&setup).await.is_empty());
+
+    let fresh = json!([event("502", "firstname", "Grace", now_ms(&setup))]).to_string();
+    let refused = [
+        ("wrong secret", post_webhook(&setup, &fresh, now_ms(&setup), "not-the-secret").await),
+        ("stale", post_webhook(&setup, &fresh, now_ms(&setup) - 5 * 60 * 1000 - 1, CLIENT_SECRET).await),
+        ("future", post_webhook(&setup, &fresh, now_ms(&setup) + 5 * 60 * 1000 + 1, CLIENT_SECRET).await),
+    ];
+    for (case, reply) in refused {
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{case}: {}", reply.body);
+        assert_eq!(reply.json()["error"]["code"], "bad_signature", "{case}");
+    }
+    let unsigned = Event::new("POST", "/webhooks/hubspot").header("host", HOST).raw_body("application/json", &fresh);
+    let reply = invoke(&webhook_receiver::router(setup.world.deps.clone()), unsigned).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(inbound_messages(&setup).await.is_empty(), "nothing unverified is queued");
+}
+
+#[tokio::test]
+async fn malformed_and_oversize_bodies_are_refused_after_verification() {
+    let setup = PushSetup::new(inbound_config("https://platform.example.com/ingest")).await;
+    for (body, status) in [
+        ("{\"eventId\":1}".to_string(), StatusCode::BAD_REQUEST),
+        ("[{\"eventId\":\"one\"}]".to_string(), StatusCode::BAD_REQUEST),
+        (format!("[{}]", " ".repeat(600 * 1024)), StatusCode::PAYLOAD_TOO_LARGE),
+    ] {
+        let reply = post_webhook(&setup, &body, now_ms(&setup), CLIENT_SECRET).await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn echoes_unknown_portals_unmapped_properties_and_disabled_connections_are_not_passed_on() {
+    let setup = PushSetup::new(inbound_config("https://platform.example.com/ingest")).await;
+    let now = now_ms(&setup);
+    let mut echo = event("501", "firstname", "Ada", now);
+    echo["changeSource"] = json!("INTEGRATION");
+    echo["sourceId"] = json!(APP_ID.to_string());
+    let mut other_portal = event("502", "firstname", "Ada", now);
+    other_portal["portalId"] = json!(999_999);
+    let unmapped = event("503", "lastname", "Lovelace", now);
+    let body = json!([echo, other_portal, unmapped]).to_string();
+    let reply = post_webhook(&setup, &body, now, CLIENT_SECRET).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let receipt = reply.json();
+    assert_eq!(
+        (receipt["echoes"].clone(), receipt["ignored"].clone(), receipt["enqueued"].clone()),
+        (json!(1), json!(2), json!(0))
+    );
+
+    let mut connection = setup.connection.clone();
+    connection.status = ConnectionStatus::Disabled;
+    setup.world.deps.store.put_connection(&connection).await.unwrap();
+    let body = json!([event("504", "firstname", "Ada", now)]).to_string();
+    assert_eq!(post_webhook(&setup, &body, now, CLIENT_SECRET).await.json()["ignored"], 1);
+    assert!(inbound_messages(&setup).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_enqueue_answers_503_so_hubspot_retries_and_the_retry_is_processed() {
+    let setup = PushSetup::new(inbound_config("https://platform.example.com/ingest")).await;
+    let body = json!([event("501", "firstname", "Ada", now_ms(&setup))]).to_string();
+    // A receiver whose inbound queue is gone.
+    let mut broken = setup.world.deps.clone();
+    let (gone, _) = hubsync_tests::sqs_queue_with_dlq(3, Duration::from_secs(30)).await;
+    let gone_url = gone.url().to_string();
+    aws_sdk_sqs::Client::new(&hubsync_tests::aws_config().await)
+        .delete_queue()
+        .queue_url(&gone_url)
+        .send()
+        .await
+        .unwrap();
+    broken.inbound.work = Arc::new(gone);
+    let timestamp = now_ms(&setup).to_string();
+    let url = format!("https://{HOST}/webhooks/hubspot");
+    let signature =
+        v3_signature("POST", &url, body.as_bytes(), &timestamp, &hubsync::domain::Secret::new(CLIENT_SECRET));
+    let request = || {
+        Event::new("POST", "/webhooks/hubspot")
+            .header("host", HOST)
+            .header("x-hubspot-signature-v3", &signature)
+            .header("x-hubspot-request-timestamp", &timestamp)
+            .raw_body("application/json", &body)
+    };
+    let reply = invoke(&webhook_receiver::router(broken), request()).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+
+    let reply = invoke(&webhook_receiver::router(setup.world.deps.clone()), request()).await;
+    assert_eq!(reply.json()["enqueued"], 1, "the retry is not taken for a duplicate: {}", reply.body);
+}
+
+#[tokio::test]
+async fn changes_reach_the_platform_signed_typed_once_and_newest_first() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(inbound_config(&ingest)).await;
+    let ada = setup.world.sim.seed(
+        PORTAL,
+        "contacts",
+        json!({ "email": "ada@example.com", "firstname": "Ada", "num_employees": "12" }),
+    );
+    let worker = InboundWorker::new(setup.world.deps.clone());
+
+    let now = now_ms(&setup);
+    let body = json!([event(&ada, "firstname", "Ada", now), event(&ada, "num_employees", "12", now + 1)]).to_string();
+    assert_eq!(post_webhook(&setup, &body, now, CLIENT_SECRET).await.status, StatusCode::OK);
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    let records = platform.records();
+    assert_eq!(records.len(), 1, "two events about one record make one delivery: {records:?}");
+    assert_eq!(records[0]["record_key"], "ada@example.com");
+    assert_eq!(records[0]["hubspot_id"], ada.as_str());
+    assert_eq!(records[0]["fields"], json!({ "first_name": "Ada", "seats": 12 }));
+
+    // The same version again (another event, nothing changed in HubSpot): not delivered twice.
+    let body = json!([event(&ada, "firstname", "Ada", now + 2)]).to_string();
+    post_webhook(&setup, &body, now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    assert_eq!(platform.records().len(), 1);
+    let runs = setup.world.deps.store.list_runs(&setup.connection.id, 10).await.unwrap();
+    assert!(runs.iter().any(|r| r.counts.skipped.keys().any(|k| k.starts_with("already delivered"))), "{runs:?}");
+
+    // A person edits the contact in HubSpot: the new version goes out.
+    setup.world.sim.edit_as_user(PORTAL, "contacts", &ada, json!({ "firstname": "Augusta" }));
+    let body = json!([event(&ada, "firstname", "Augusta", now + 3)]).to_string();
+    post_webhook(&setup, &body, now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    assert_eq!(platform.records().last().unwrap()["fields"]["first_name"], "Augusta");
+}
+
+#[tokio::test]
+async fn platform_answers_decide_skip_retry_or_park() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(inbound_config(&ingest)).await;
+    let ada = setup.world.sim.seed(PORTAL, "contacts", json!({ "email": "ada@example.com", "firstname": "Ada" }));
+    let worker = InboundWorker::new(setup.world.deps.clone());
+    let now = now_ms(&setup);
+
+    *platform.status.lock().unwrap() = "not_found";
+    post_webhook(&setup, &json!([event(&ada, "firstname", "Ada", now)]).to_string(), now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 0, "a platform without the user is a skip, not a failure");
+    let runs = setup.world.deps.store.list_runs(&setup.connection.id, 10).await.unwrap();
+    assert_eq!(runs[0].counts.skipped.get("not found on the platform"), Some(&1), "{runs:?}");
+
+    *platform.status.lock().unwrap() = "error";
+    post_webhook(&setup, &json!([event(&ada, "firstname", "Ada", now + 1)]).to_string(), now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 1, "an error is retried later");
+
+    // A connection without an ingest URL parks its events with the reason.
+    let mut config = inbound_config(&ingest);
+    config["options"]["ingest_url"] = Value::Null;
+    let stored = setup.world.deps.store.get_config(&setup.connection.id).await.unwrap().unwrap();
+    let config = serde_json::from_value(config).unwrap();
+    setup.world.deps.store.put_config(&setup.connection.id, &config, stored.version).await.unwrap();
+    post_webhook(&setup, &json!([event(&ada, "firstname", "Ada", now + 2)]).to_string(), now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    let parked = setup.world.deps.inbound.parked.receive(10, Duration::from_millis(300)).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert!(ParkedMessage::read(&parked[0].body).parked.reason.contains("ingest_url"));
+}
+
+#[tokio::test]
+async fn hubsyncs_own_pushed_values_coming_back_are_not_delivered() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let mut config = inbound_config(&ingest);
+    config["objects"]["contacts"]["fields"] = json!([
+        { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "both", "platform_type": "string" }
+    ]);
+    let setup = PushSetup::new(config).await;
+    setup
+        .send(&[setup.change("contact", "ada@example.com", json!({ "first_name": "Ada" }), "2026-01-01T00:00:00Z")])
+        .await;
+    assert!(setup.drain().await.is_empty());
+    let ada = setup.contact("ada@example.com").unwrap()["hs_object_id"].as_str().unwrap().to_string();
+
+    // A workflow re-saves the value under another source: the value is still hubsync's own.
+    let worker = InboundWorker::new(setup.world.deps.clone());
+    let now = now_ms(&setup);
+    post_webhook(&setup, &json!([event(&ada, "firstname", "Ada", now)]).to_string(), now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    assert!(platform.records().is_empty(), "{:?}", platform.records());
+}
