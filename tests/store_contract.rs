@@ -42,6 +42,7 @@ fn config_with_fields(fields: &[&str]) -> ConnectionConfig {
                     platform_type: FieldType::String,
                     computed: false,
                     values: vec![],
+                    from_associated: None,
                 })
                 .collect(),
             lists: vec![],

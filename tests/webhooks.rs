@@ -98,6 +98,9 @@ impl Platform {
                     }
                     let delivery: Value = serde_json::from_str(&body).unwrap();
                     let status = *state.status.lock().unwrap();
+                    if status == "http_503" {
+                        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({})));
+                    }
                     let results: Vec<Value> = delivery["records"]
                         .as_array()
                         .unwrap()
@@ -336,4 +339,152 @@ async fn hubsyncs_own_pushed_values_coming_back_are_not_delivered() {
     post_webhook(&setup, &json!([event(&ada, "firstname", "Ada", now)]).to_string(), now, CLIENT_SECRET).await;
     assert_eq!(drain_inbound(&setup, &worker).await, 0);
     assert!(platform.records().is_empty(), "{:?}", platform.records());
+}
+
+#[tokio::test]
+async fn a_deal_trigger_reports_its_customer_and_line_items_once() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let mut config = inbound_config(&ingest);
+    config["triggers"] = json!([{
+        "name": "conversion", "object": "deals", "on_change": ["dealstage"],
+        "fields": [
+            { "name": "OrderId", "source": { "kind": "record_id" } },
+            { "name": "Amount", "source": { "kind": "property", "property": "amount" }, "required": true },
+            { "name": "CustomerId", "source": { "kind": "associated_contact_id" }, "required": true },
+            { "name": "ItemName{i}", "source": { "kind": "line_items", "property": "name" } }
+        ]
+    }]);
+    let setup = PushSetup::new(config).await;
+    let sim = &setup.world.sim;
+    let ada = sim.seed(PORTAL, "contacts", json!({ "email": "ada@example.com" }));
+    let deal =
+        sim.seed(PORTAL, "deals", json!({ "dealname": "Ada's order", "amount": "120", "dealstage": "closedwon" }));
+    sim.associate(PORTAL, "deals", &deal, "contacts", &ada);
+    for name in ["Analytical Engine", "Punch cards"] {
+        let item = sim.seed(PORTAL, "line_items", json!({ "name": name, "price": "10" }));
+        sim.associate(PORTAL, "deals", &deal, "line_items", &item);
+    }
+    let orphan =
+        sim.seed(PORTAL, "deals", json!({ "dealname": "Nobody's order", "amount": "5", "dealstage": "closedwon" }));
+    let worker = InboundWorker::new(setup.world.deps.clone());
+
+    let now = now_ms(&setup);
+    let mut won = event(&deal, "dealstage", "closedwon", now);
+    won["subscriptionType"] = json!("deal.propertyChange");
+    let mut orphan_won = event(&orphan, "dealstage", "closedwon", now);
+    orphan_won["subscriptionType"] = json!("deal.propertyChange");
+    let body = json!([won, orphan_won]).to_string();
+    assert_eq!(post_webhook(&setup, &body, now, CLIENT_SECRET).await.json()["enqueued"], 2);
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    let records = platform.records();
+    let runs = setup.world.deps.store.list_runs(&setup.connection.id, 10).await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?} {runs:?}");
+    assert_eq!((records[0]["event"].as_str(), records[0]["trigger"].as_str()), (Some("trigger"), Some("conversion")));
+    assert_eq!(
+        records[0]["fields"],
+        json!({ "OrderId": deal, "Amount": "120", "CustomerId": ada, "ItemName1": "Analytical Engine", "ItemName2": "Punch cards" })
+    );
+    let runs = setup.world.deps.store.list_runs(&setup.connection.id, 10).await.unwrap();
+    let reason = "trigger conversion: required field `CustomerId` has no value";
+    assert!(runs.iter().any(|r| r.counts.skipped.get(reason) == Some(&1)), "{runs:?}");
+
+    // HubSpot delivers the same webhook again: one conversion still.
+    let retry = body.replace("\"attemptNumber\":0", "\"attemptNumber\":1");
+    post_webhook(&setup, &retry, now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    assert_eq!(platform.records().len(), 1);
+}
+
+#[tokio::test]
+async fn a_bump_of_the_bidirectional_counter_pulls_the_contacts_mapped_properties() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let mut config = inbound_config(&ingest);
+    config["objects"]["contacts"]["fields"] = json!([
+        { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "in", "platform_type": "string" }
+    ]);
+    config["options"]["bidirectional_counter_property"] = json!("acme_changed");
+    let setup = PushSetup::new(config).await;
+    let ada = setup.world.sim.seed(
+        PORTAL,
+        "contacts",
+        json!({ "email": "ada@example.com", "firstname": "Ada", "acme_changed": "1" }),
+    );
+    let worker = InboundWorker::new(setup.world.deps.clone());
+    let now = now_ms(&setup);
+    post_webhook(&setup, &json!([event(&ada, "acme_changed", "1", now)]).to_string(), now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    let records = platform.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["fields"], json!({ "first_name": "Ada" }));
+}
+
+#[tokio::test]
+async fn a_contact_carries_its_companys_fields_and_a_company_change_reaches_each_contact() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let mut config = inbound_config(&ingest);
+    config["objects"]["contacts"]["fields"] = json!([
+        { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "in", "platform_type": "string" },
+        { "platform_field": "company_size", "hubspot_property": "numberofemployees", "direction": "in",
+          "platform_type": "number", "from_associated": "companies" }
+    ]);
+    let setup = PushSetup::new(config).await;
+    let sim = &setup.world.sim;
+    let acme =
+        sim.seed(PORTAL, "companies", json!({ "name": "Acme", "domain": "acme.com", "numberofemployees": "40" }));
+    let ada = sim.seed(PORTAL, "contacts", json!({ "email": "ada@example.com", "firstname": "Ada" }));
+    let grace = sim.seed(PORTAL, "contacts", json!({ "email": "grace@example.com", "firstname": "Grace" }));
+    sim.associate(PORTAL, "contacts", &ada, "companies", &acme);
+    sim.associate(PORTAL, "contacts", &grace, "companies", &acme);
+    let worker = InboundWorker::new(setup.world.deps.clone());
+
+    let now = now_ms(&setup);
+    post_webhook(&setup, &json!([event(&ada, "firstname", "Ada", now)]).to_string(), now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    assert_eq!(platform.records()[0]["fields"], json!({ "first_name": "Ada", "company_size": 40 }));
+
+    // The company grows: both of its contacts hear of it.
+    sim.edit_as_user(PORTAL, "companies", &acme, json!({ "numberofemployees": "55" }));
+    let mut grew = event(&acme, "numberofemployees", "55", now + 1);
+    grew["subscriptionType"] = json!("company.propertyChange");
+    let reply = post_webhook(&setup, &json!([grew]).to_string(), now, CLIENT_SECRET).await;
+    assert_eq!(reply.json()["enqueued"], 1, "{}", reply.body);
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    let records = platform.records();
+    let mut updated: Vec<(String, Value)> = records[1..]
+        .iter()
+        .map(|r| (r["record_key"].as_str().unwrap().to_string(), r["fields"]["company_size"].clone()))
+        .collect();
+    updated.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(updated, vec![("ada@example.com".to_string(), json!(55)), ("grace@example.com".to_string(), json!(55))]);
+}
+
+#[tokio::test]
+async fn deletions_and_merges_arrive_as_such_and_a_platform_outage_is_retried() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(inbound_config(&ingest)).await;
+    let sim = &setup.world.sim;
+    let ada = sim.seed(PORTAL, "contacts", json!({ "email": "ada@example.com", "firstname": "Ada" }));
+    let worker = InboundWorker::new(setup.world.deps.clone());
+    let now = now_ms(&setup);
+
+    *platform.status.lock().unwrap() = "http_503";
+    let mut gone = event("901", "firstname", "", now);
+    gone["subscriptionType"] = json!("contact.deletion");
+    post_webhook(&setup, &json!([gone]).to_string(), now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 1, "kept for a retry while the platform is down");
+
+    *platform.status.lock().unwrap() = "applied";
+    let queue = &setup.world.deps.inbound.work;
+    let batch = queue.receive(10, Duration::from_millis(100)).await.unwrap();
+    assert!(batch.is_empty(), "hidden for its backoff");
+    let mut merged = event(&ada, "firstname", "", now + 1);
+    merged["subscriptionType"] = json!("contact.merge");
+    merged["primaryObjectId"] = json!(ada.parse::<u64>().unwrap());
+    merged["mergedObjectIds"] = json!([ada.parse::<u64>().unwrap(), 902]);
+    post_webhook(&setup, &json!([merged]).to_string(), now, CLIENT_SECRET).await;
+    assert_eq!(drain_inbound(&setup, &worker).await, 0);
+    let records = platform.records();
+    let merge = records.iter().find(|r| r["event"] == "merged").expect("the merge arrived");
+    assert_eq!((merge["hubspot_id"].as_str(), merge["merged_ids"].clone()), (Some(ada.as_str()), json!(["902"])));
+    assert_eq!(merge["fields"]["first_name"], "Ada");
 }

@@ -25,8 +25,9 @@ pub const DEFAULT_REQUIRED_SCOPES: &[&str] = &[
     "crm.schemas.deals.read",
 ];
 
-/// Asked for but not required: list automations need them.
-pub const DEFAULT_OPTIONAL_SCOPES: &[&str] = &["crm.lists.read", "crm.lists.write"];
+/// Asked for but not required: list automations need the lists scopes, triggers that read a
+/// deal's line items the line items one.
+pub const DEFAULT_OPTIONAL_SCOPES: &[&str] = &["crm.lists.read", "crm.lists.write", "crm.objects.line_items.read"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {

@@ -24,6 +24,11 @@ pub async fn validate(
     config: &ConnectionConfig,
 ) -> Result<Vec<ConfigProblem>, ApiError> {
     let mut objects: Vec<ObjectType> = config.objects.keys().copied().collect();
+    objects.extend(config.triggers.iter().map(|t| t.object).filter(|o| ObjectType::ALL.contains(o)));
+    let associated = config.objects.values().flat_map(|o| o.fields.iter().filter_map(|f| f.from_associated));
+    objects.extend(associated.filter(|o| ObjectType::ALL.contains(o)));
+    objects.sort();
+    objects.dedup();
     if config.options.bidirectional_counter_property.is_some() && !objects.contains(&ObjectType::Contacts) {
         objects.push(ObjectType::Contacts);
     }

@@ -122,5 +122,6 @@ fn mapping(m: &DidomiMapping, properties: &[PropertyDef]) -> FieldMapping {
         platform_type,
         computed: false,
         values,
+        from_associated: None,
     }
 }

@@ -10,6 +10,9 @@ pub struct ConnectionConfig {
     pub objects: BTreeMap<ObjectType, ObjectConfig>,
     #[serde(default)]
     pub options: SyncOptions,
+    /// Events sent to the platform when HubSpot records are created or change (conversions...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<super::trigger::Trigger>,
 }
 
 /// A config as stored: `version` starts at 1 and grows by one on every successful save.
@@ -114,6 +117,10 @@ pub struct FieldMapping {
     /// For enumerations: every value the platform field can take. HubSpot must accept each one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
+    /// For a contact's inbound field: read `hubspot_property` from the contact's associated
+    /// company or deal instead (a user's profile carrying its company's and deal's fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_associated: Option<ObjectType>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,11 +187,12 @@ mod tests {
                     platform_type: FieldType::Enumeration,
                     computed: false,
                     values: vec!["free".into(), "pro".into()],
+                    from_associated: None,
                 }],
                 lists: vec![],
             },
         );
-        let config = ConnectionConfig { objects, options: SyncOptions::default() };
+        let config = ConnectionConfig { objects, options: SyncOptions::default(), triggers: vec![] };
         let json = serde_json::to_string(&config).unwrap();
         assert!(json.contains(r#""match_key":{"kind":"unique_property","property":"platform_id"}"#));
         assert_eq!(serde_json::from_str::<ConnectionConfig>(&json).unwrap(), config);

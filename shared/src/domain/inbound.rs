@@ -172,32 +172,58 @@ pub enum Ignored {
     NotWanted,
 }
 
-/// Decides whether `config` takes this event in: its object is configured with inbound
-/// fields, and the event is a change of an inbound-mapped property (or of the bidirectional
-/// counter), or a lifecycle event the config asks for.
+/// Decides whether `config` takes this event in: for its mappings (see
+/// [`wanted_by_mappings`]) or for one of its triggers. hubsync's own writes never come back.
 pub fn select_event(config: &ConnectionConfig, event: &WebhookEvent) -> Result<InboundEvent, Ignored> {
     if event.is_own_write() {
         return Err(Ignored::Echo);
     }
     let (object, kind) = event.kind().ok_or(Ignored::NotWanted)?;
-    let object_config = config.objects.get(&object).ok_or(Ignored::NotWanted)?;
-    let inbound: Vec<&str> =
-        object_config.fields.iter().filter(|f| f.direction.comes_in()).map(|f| f.hubspot_property.as_str()).collect();
-    let counter = config.options.bidirectional_counter_property.as_deref().filter(|_| object == ObjectType::Contacts);
-    if inbound.is_empty() && counter.is_none() {
-        return Err(Ignored::NotWanted);
+    let inbound = InboundEvent { object, object_id: event.object_id, occurred_at_ms: event.occurred_at, kind };
+    if wanted_by_mappings(config, &inbound)
+        || fans_out_to_contacts(config, &inbound)
+        || config.triggers.iter().any(|t| t.fires_on(&inbound))
+    {
+        Ok(inbound)
+    } else {
+        Err(Ignored::NotWanted)
     }
-    let wanted = match &kind {
+}
+
+/// A change of a company or deal property that contacts' inbound fields read from their
+/// associated company or deal: it is news for every associated contact.
+pub fn fans_out_to_contacts(config: &ConnectionConfig, event: &InboundEvent) -> bool {
+    let EventKind::Changed { property } = &event.kind else { return false };
+    config.objects.get(&ObjectType::Contacts).is_some_and(|contacts| {
+        contacts.fields.iter().any(|f| {
+            f.direction.comes_in() && f.from_associated == Some(event.object) && &f.hubspot_property == property
+        })
+    })
+}
+
+/// The object is configured with inbound fields, and the event is a change of an
+/// inbound-mapped property (or of the bidirectional counter), or a lifecycle event the config
+/// asks for.
+pub fn wanted_by_mappings(config: &ConnectionConfig, event: &InboundEvent) -> bool {
+    let Some(object_config) = config.objects.get(&event.object) else { return false };
+    let inbound: Vec<&str> = object_config
+        .fields
+        .iter()
+        .filter(|f| f.direction.comes_in() && f.from_associated.is_none())
+        .map(|f| f.hubspot_property.as_str())
+        .collect();
+    let counter =
+        config.options.bidirectional_counter_property.as_deref().filter(|_| event.object == ObjectType::Contacts);
+    if inbound.is_empty() && counter.is_none() {
+        return false;
+    }
+    match &event.kind {
         EventKind::Changed { property } => inbound.contains(&property.as_str()) || counter == Some(property.as_str()),
         EventKind::Created => config.options.inbound_events.creations,
         EventKind::Deleted => config.options.inbound_events.deletions,
         EventKind::Restored => config.options.inbound_events.restores,
         EventKind::Merged { .. } => config.options.inbound_events.merges,
-    };
-    if !wanted {
-        return Err(Ignored::NotWanted);
     }
-    Ok(InboundEvent { object, object_id: event.object_id, occurred_at_ms: event.occurred_at, kind })
 }
 
 #[cfg(test)]

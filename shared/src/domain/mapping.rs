@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::{ConnectionConfig, FieldMapping, FieldType, MatchKey, ObjectConfig, ObjectType, PropertyDef};
+use super::{ConnectionConfig, Direction, FieldMapping, FieldType, MatchKey, ObjectConfig, ObjectType, PropertyDef};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigProblem {
@@ -24,10 +24,21 @@ pub type Schemas = BTreeMap<ObjectType, Vec<PropertyDef>>;
 
 /// Every problem of `config` against `schemas`; empty when the config can be saved.
 pub fn check_config(config: &ConnectionConfig, schemas: &Schemas) -> Vec<ConfigProblem> {
-    let mut problems = Vec::new();
+    let mut problems = super::trigger::check_triggers(&config.triggers, schemas);
     for (&object, object_config) in &config.objects {
+        if !ObjectType::ALL.contains(&object) {
+            problems.push(ConfigProblem {
+                object: Some(object),
+                platform_field: None,
+                hubspot_property: None,
+                rule: "object_not_syncable",
+                message: format!("{object} are read with their deals, not synced on their own"),
+                fix: "configure contacts, companies or deals".into(),
+            });
+            continue;
+        }
         match schemas.get(&object) {
-            Some(schema) => check_object(object, object_config, schema, &mut problems),
+            Some(schema) => check_object(object, object_config, schema, schemas, &mut problems),
             None => problems.push(ConfigProblem {
                 object: Some(object),
                 platform_field: None,
@@ -55,11 +66,17 @@ pub fn check_config(config: &ConnectionConfig, schemas: &Schemas) -> Vec<ConfigP
     problems
 }
 
-fn check_object(object: ObjectType, config: &ObjectConfig, schema: &[PropertyDef], problems: &mut Vec<ConfigProblem>) {
+fn check_object(
+    object: ObjectType,
+    config: &ObjectConfig,
+    schema: &[PropertyDef],
+    schemas: &Schemas,
+    problems: &mut Vec<ConfigProblem>,
+) {
     let by_name: HashMap<&str, &PropertyDef> = schema.iter().map(|p| (p.name.as_str(), p)).collect();
     check_match_key(object, &config.match_key, &by_name, problems);
 
-    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut seen: HashMap<(Option<ObjectType>, &str), &str> = HashMap::new();
     for field in &config.fields {
         let problem = |rule, message: String, fix: String| ConfigProblem {
             object: Some(object),
@@ -69,7 +86,20 @@ fn check_object(object: ObjectType, config: &ObjectConfig, schema: &[PropertyDef
             message,
             fix,
         };
-        if let Some(first) = seen.insert(&field.hubspot_property, &field.platform_field) {
+        if let Some(associated) = field.from_associated {
+            let allowed = object == ObjectType::Contacts
+                && matches!(associated, ObjectType::Companies | ObjectType::Deals)
+                && field.direction == Direction::In;
+            if !allowed {
+                problems.push(problem(
+                    "associated_field",
+                    format!("`{}` cannot be read from an associated {associated}", field.platform_field),
+                    "only a contact's inbound fields can come from its company or deal".into(),
+                ));
+                continue;
+            }
+        }
+        if let Some(first) = seen.insert((field.from_associated, &field.hubspot_property), &field.platform_field) {
             problems.push(problem(
                 "property_mapped_twice",
                 format!("`{}` is already mapped from `{first}`", field.hubspot_property),
@@ -83,10 +113,20 @@ fn check_object(object: ObjectType, config: &ObjectConfig, schema: &[PropertyDef
                 "set the direction to out".into(),
             ));
         }
-        let Some(property) = by_name.get(field.hubspot_property.as_str()) else {
+        let property = match field.from_associated {
+            None => by_name.get(field.hubspot_property.as_str()).copied(),
+            Some(associated) => {
+                schemas.get(&associated).and_then(|s| s.iter().find(|p| p.name == field.hubspot_property))
+            }
+        };
+        let Some(property) = property else {
             problems.push(problem(
                 "property_missing",
-                format!("the portal has no {object} property `{}`", field.hubspot_property),
+                format!(
+                    "the portal has no {} property `{}`",
+                    field.from_associated.unwrap_or(object),
+                    field.hubspot_property
+                ),
                 "create the property in HubSpot, or refresh the schema (\"Update attributes\") if it is new".into(),
             ));
             continue;
@@ -266,6 +306,7 @@ mod tests {
             platform_type,
             computed: false,
             values: vec![],
+            from_associated: None,
         }
     }
 

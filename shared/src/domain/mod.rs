@@ -10,6 +10,7 @@ pub mod push;
 pub mod schema;
 pub mod secret;
 pub mod sync;
+pub mod trigger;
 
 pub use access::{ApiKeyRecord, DedupKey, OAuthState, TokenRecord, hash_api_key};
 pub use config::{
@@ -25,3 +26,4 @@ pub use push::{MappedRecord, PUSH_MESSAGE_VERSION, PoisonMessage, PushMessage, S
 pub use schema::{PropertyDef, PropertySchema};
 pub use secret::Secret;
 pub use sync::{CursorPosition, RecordSyncState, RunCounts, RunKind, RunStatus, SyncCursor, SyncFlow, SyncRun};
+pub use trigger::{Firing, Trigger, TriggerField, TriggerRecord, TriggerSource};

@@ -3,16 +3,19 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// The HubSpot CRM objects hubsync syncs.
+/// The HubSpot CRM objects hubsync reads and writes. Contacts, companies and deals are synced
+/// ([`ObjectType::ALL`]); line items are only read, for the deals they belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectType {
     Contacts,
     Companies,
     Deals,
+    LineItems,
 }
 
 impl ObjectType {
+    /// The objects a connection can sync.
     pub const ALL: [ObjectType; 3] = [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals];
 
     /// The name HubSpot uses in paths (`/crm/v3/objects/contacts`).
@@ -21,6 +24,7 @@ impl ObjectType {
             ObjectType::Contacts => "contacts",
             ObjectType::Companies => "companies",
             ObjectType::Deals => "deals",
+            ObjectType::LineItems => "line_items",
         }
     }
 
@@ -30,6 +34,7 @@ impl ObjectType {
             ObjectType::Contacts => "0-1",
             ObjectType::Companies => "0-2",
             ObjectType::Deals => "0-3",
+            ObjectType::LineItems => "0-8",
         }
     }
 
@@ -37,7 +42,7 @@ impl ObjectType {
     pub fn last_modified_property(self) -> &'static str {
         match self {
             ObjectType::Contacts => "lastmodifieddate",
-            ObjectType::Companies | ObjectType::Deals => "hs_lastmodifieddate",
+            ObjectType::Companies | ObjectType::Deals | ObjectType::LineItems => "hs_lastmodifieddate",
         }
     }
 }
@@ -61,6 +66,7 @@ impl FromStr for ObjectType {
             "contacts" | "contact" | "0-1" => Ok(ObjectType::Contacts),
             "companies" | "company" | "0-2" => Ok(ObjectType::Companies),
             "deals" | "deal" | "0-3" => Ok(ObjectType::Deals),
+            "line_items" | "line_item" | "0-8" => Ok(ObjectType::LineItems),
             other => Err(UnknownObjectType(other.to_string())),
         }
     }

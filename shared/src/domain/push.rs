@@ -318,6 +318,7 @@ mod tests {
             platform_type,
             computed: false,
             values: vec!["gold".into(), "silver".into()],
+            from_associated: None,
         }
     }
 

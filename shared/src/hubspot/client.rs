@@ -61,6 +61,10 @@ pub(crate) mod paths {
         vec!["crm", CRM_VERSION, "objects", object.api_name(), "search"]
     }
 
+    pub fn associations_batch_read(from: ObjectType, to: ObjectType) -> Vec<&'static str> {
+        vec!["crm", "v4", "associations", from.api_name(), to.api_name(), "batch", "read"]
+    }
+
     pub fn lists() -> Vec<&'static str> {
         vec!["crm", CRM_VERSION, "lists"]
     }

@@ -12,6 +12,7 @@
 //! The client never retries and never paces: callers own that policy, because the portal's
 //! budget is shared by every Lambda that talks to it.
 
+pub mod associations;
 pub mod client;
 pub mod error;
 mod lenient;

@@ -35,8 +35,11 @@ pub struct DeliveredRecord {
     pub hubspot_id: String,
     /// The platform's key (the match key's value), when HubSpot still has the record.
     pub record_key: Option<String>,
-    /// `created`, `changed`, `deleted`, `restored` or `merged`.
+    /// `created`, `changed`, `deleted`, `restored`, `merged`, or `trigger`.
     pub event: &'static str,
+    /// For `trigger`: the trigger's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     /// HubSpot's last-modified time of the version delivered (epoch ms).
     pub version_ms: i64,
     /// Platform field → value, typed as the mapping says.

@@ -10,13 +10,15 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use crate::deps::Deps;
 use crate::domain::inbound::MAX_WEBHOOK_EVENTS;
-use crate::domain::inbound::to_platform_value;
+use crate::domain::inbound::{fans_out_to_contacts, to_platform_value, wanted_by_mappings};
 use crate::domain::{
-    ConnectionId, ConnectionStatus, EventKind, INBOUND_MESSAGE_VERSION, InboundEvent, InboundMessage, ObjectConfig,
-    ObjectType, PortalId, RecordSyncState, RunCounts, RunKind, RunStatus, SyncRun,
+    ConnectionConfig, ConnectionId, ConnectionStatus, EventKind, Firing, INBOUND_MESSAGE_VERSION, InboundEvent,
+    InboundMessage, ObjectConfig, ObjectType, PortalId, RecordSyncState, RunCounts, RunKind, RunStatus, SyncRun,
+    Trigger, TriggerRecord,
 };
 use crate::hubspot::{BATCH_LIMIT, CrmObject, ItemError};
 use crate::inbound::platform::{DeliveredRecord, Delivery, DeliveryError, PlatformClient, RecordStatus};
@@ -127,10 +129,15 @@ impl InboundWorker {
     ) -> Vec<(usize, Verdict)> {
         let mut run = SyncRun::start(connection_id.clone(), RunKind::Inbound, self.deps.clock.now());
         run.counts.received = events.len() as u64;
-        let mut records = fold(events);
-        if let Some((target, config, ingest_url)) = self.prepare(connection_id, object, &mut records).await {
-            self.read(&target, object, &config, &mut records).await;
-            self.skip_known_versions(connection_id, object, &config, &mut records).await;
+        let mut records = Vec::new();
+        if let Some((target, config, ingest_url)) = self.prepare(connection_id, &events, &mut records).await {
+            let (mapped, fan_out, firings) = split(&config, events);
+            records.extend(self.mapped_records(&target, &config, object, mapped).await);
+            if !fan_out.is_empty() {
+                let contact_events = self.to_contact_events(&target, object, fan_out, &mut records).await;
+                records.extend(self.mapped_records(&target, &config, ObjectType::Contacts, contact_events).await);
+            }
+            records.extend(self.fire_triggers(&target, &config, object, firings).await);
             self.deliver(&target, portal_id, &ingest_url, &mut records).await;
         }
         let mut verdicts = Vec::new();
@@ -150,69 +157,186 @@ impl InboundWorker {
         verdicts
     }
 
-    /// The connection, its config and ingest URL; `None` when every record is settled already.
+    /// What the config's mappings deliver for these events: the records as they are now,
+    /// unless the platform has that version already.
+    async fn mapped_records(
+        &self,
+        target: &Target,
+        config: &ConnectionConfig,
+        object: ObjectType,
+        events: Vec<(usize, InboundEvent)>,
+    ) -> Vec<Pending> {
+        let mut records = fold(events);
+        if records.is_empty() {
+            return records;
+        }
+        match config.objects.get(&object) {
+            Some(object_config) => {
+                self.read(target, object, object_config, &mut records).await;
+                self.add_associated_fields(target, object_config, &mut records).await;
+                self.skip_known_versions(&target.connection.id, object, object_config, &mut records).await;
+            }
+            None => records.iter_mut().for_each(|r| r.skip(format!("{object} are no longer configured"))),
+        }
+        records
+    }
+
+    /// A company or deal change, as a change of each associated contact. Events whose
+    /// contacts cannot be looked up are settled into `records`.
+    async fn to_contact_events(
+        &self,
+        target: &Target,
+        object: ObjectType,
+        events: Vec<(usize, InboundEvent)>,
+        records: &mut Vec<Pending>,
+    ) -> Vec<(usize, InboundEvent)> {
+        let ids: Vec<String> = events.iter().map(|(_, e)| e.object_id.to_string()).collect();
+        let contacts_of = match self.associated(target, object, ObjectType::Contacts, &ids).await {
+            Ok(contacts_of) => contacts_of,
+            Err(failure) => {
+                records.extend(fold(events).into_iter().map(|mut r| {
+                    r.fail(failure.clone());
+                    r
+                }));
+                return Vec::new();
+            }
+        };
+        let mut contact_events = Vec::new();
+        for (index, event) in events {
+            let contacts = contacts_of.get(&event.object_id.to_string()).cloned().unwrap_or_default();
+            for contact in contacts.iter().filter_map(|c| c.parse::<u64>().ok()) {
+                contact_events
+                    .push((index, InboundEvent { object: ObjectType::Contacts, object_id: contact, ..event.clone() }));
+            }
+        }
+        contact_events
+    }
+
+    /// Fills the fields a contact reads from its associated company or deal (the first one);
+    /// the version delivered is the newest of the contact and those records.
+    async fn add_associated_fields(&self, target: &Target, config: &ObjectConfig, records: &mut [Pending]) {
+        let mut by_object: BTreeMap<ObjectType, Vec<String>> = BTreeMap::new();
+        for field in config.fields.iter().filter(|f| f.direction.comes_in()) {
+            if let Some(associated) = field.from_associated {
+                by_object.entry(associated).or_default().push(field.hubspot_property.clone());
+            }
+        }
+        for (associated, mut properties) in by_object {
+            properties.push(associated.last_modified_property().to_string());
+            let ready: Vec<usize> = (0..records.len())
+                .filter(|&i| {
+                    records[i].verdict.is_none() && records[i].delivery.as_ref().is_some_and(|d| d.event != "deleted")
+                })
+                .collect();
+            let ids: Vec<String> = ready.iter().map(|&i| records[i].object_id.to_string()).collect();
+            let read = async {
+                let linked = self.associated(target, ObjectType::Contacts, associated, &ids).await?;
+                let first: BTreeMap<String, String> = linked
+                    .into_iter()
+                    .filter_map(|(contact, ids)| {
+                        Some((contact, ids.into_iter().min_by_key(|i| i.parse::<u64>().unwrap_or(u64::MAX))?))
+                    })
+                    .collect();
+                let wanted: Vec<String> = first.values().cloned().collect();
+                let values = self.read_properties(target, associated, &wanted, &properties).await?;
+                Ok::<_, Failure>((first, values))
+            };
+            let (first, values) = match read.await {
+                Ok(found) => found,
+                Err(failure) => {
+                    ready.iter().for_each(|&i| records[i].fail(failure.clone()));
+                    continue;
+                }
+            };
+            for &i in &ready {
+                let record = &mut records[i];
+                let values = first.get(&record.object_id.to_string()).and_then(|id| values.get(id));
+                let delivery = record.delivery.as_mut().expect("ready records have a delivery");
+                for field in config.fields.iter().filter(|f| f.from_associated == Some(associated)) {
+                    let raw =
+                        values.and_then(|v| v.get(&field.hubspot_property)).map(String::as_str).unwrap_or_default();
+                    delivery.fields.insert(field.platform_field.clone(), to_platform_value(raw, field.platform_type));
+                }
+                let modified =
+                    values.and_then(|v| v.get(associated.last_modified_property())).and_then(|v| v.parse::<i64>().ok());
+                if let Some(modified) = modified.filter(|m| *m > delivery.version_ms) {
+                    delivery.version_ms = modified;
+                    delivery.idempotency_key =
+                        idempotency_key(delivery.object, &delivery.hubspot_id, delivery.event, modified);
+                }
+            }
+        }
+    }
+
+    /// The connection, its config and ingest URL. When the group cannot go on, its events are
+    /// settled into `records` and the answer is `None`.
     async fn prepare(
         &self,
         connection_id: &ConnectionId,
-        object: ObjectType,
-        records: &mut [Pending],
-    ) -> Option<(Target, ObjectConfig, String)> {
-        let settle_all = |records: &mut [Pending], verdict: Verdict, counted: Counted| {
-            records.iter_mut().for_each(|r| r.settle(verdict.clone(), counted.clone()));
+        events: &[(usize, InboundEvent)],
+        records: &mut Vec<Pending>,
+    ) -> Option<(Target, ConnectionConfig, String)> {
+        let mut settle_all = |verdict: Verdict, counted: Counted| {
+            records.extend(fold(events.to_vec()).into_iter().map(|mut r| {
+                r.settle(verdict.clone(), counted.clone());
+                r
+            }));
         };
         let retry = |reason: String| (Verdict::Retry(reason.clone()), Counted::Retried(reason));
         let connection = match self.deps.store.get_connection(connection_id).await {
             Ok(Some(connection)) => connection,
             Ok(None) => {
                 let reason = format!("connection {connection_id} does not exist (uninstalled)");
-                settle_all(records, Verdict::Done, Counted::Skipped(reason));
+                settle_all(Verdict::Done, Counted::Skipped(reason));
                 return None;
             }
             Err(err) => {
                 let (verdict, counted) = retry(err.to_string());
-                settle_all(records, verdict, counted);
+                settle_all(verdict, counted);
                 return None;
             }
         };
         match connection.status {
             ConnectionStatus::Active => {}
             ConnectionStatus::Disabled => {
-                settle_all(records, Verdict::Done, Counted::Skipped("connection is disabled".into()));
+                settle_all(Verdict::Done, Counted::Skipped("connection is disabled".into()));
                 return None;
             }
             ConnectionStatus::NeedsReauth | ConnectionStatus::Pending => {
                 let (verdict, counted) = retry(NEEDS_REAUTH.into());
-                settle_all(records, verdict, counted);
+                settle_all(verdict, counted);
                 return None;
             }
         }
         let config = match self.deps.store.get_config(connection_id).await {
-            Ok(config) => config.map(|c| c.config),
+            Ok(Some(config)) => config.config,
+            Ok(None) => {
+                settle_all(Verdict::Done, Counted::Skipped("the connection has no config".into()));
+                return None;
+            }
             Err(err) => {
                 let (verdict, counted) = retry(err.to_string());
-                settle_all(records, verdict, counted);
+                settle_all(verdict, counted);
                 return None;
             }
         };
-        let Some((object_config, options)) = config.and_then(|c| Some((c.objects.get(&object)?.clone(), c.options)))
-        else {
-            let reason = format!("{object} are not configured for this connection");
-            settle_all(records, Verdict::Done, Counted::Skipped(reason));
-            return None;
-        };
-        let Some(ingest_url) = options.ingest_url else {
+        let Some(ingest_url) = config.options.ingest_url.clone() else {
             let reason = "the config has no `ingest_url` to deliver to: set it, then redrive".to_string();
-            settle_all(records, Verdict::Park(reason.clone()), Counted::Failed(reason));
+            settle_all(Verdict::Park(reason.clone()), Counted::Failed(reason));
             return None;
         };
-        Some((Target { connection, limit_per_10s: options.rate_limit_per_10s }, object_config, ingest_url))
+        Some((Target { connection, limit_per_10s: config.options.rate_limit_per_10s }, config, ingest_url))
     }
 
     /// Reads the records that still exist (100 a call) and builds what the platform receives.
     async fn read(&self, target: &Target, object: ObjectType, config: &ObjectConfig, records: &mut [Pending]) {
         let key_property = config.match_key.property().to_string();
-        let mut properties: Vec<String> =
-            config.fields.iter().filter(|f| f.direction.comes_in()).map(|f| f.hubspot_property.clone()).collect();
+        let mut properties: Vec<String> = config
+            .fields
+            .iter()
+            .filter(|f| f.direction.comes_in() && f.from_associated.is_none())
+            .map(|f| f.hubspot_property.clone())
+            .collect();
         properties.push(key_property.clone());
         properties.sort();
         properties.dedup();
@@ -256,13 +380,154 @@ impl InboundWorker {
                     Err(ItemError::Rejected(body)) if body.category.as_deref() == Some("OBJECT_NOT_FOUND") => {
                         record.delivery = Some(tombstone(object, record.object_id, record.latest.occurred_at_ms));
                     }
-                    Err(err) => record.fail(match err.class() {
-                        crate::hubspot::ErrorClass::Permanent => Failure::Permanent(err.to_string()),
-                        _ => Failure::Retry(err.to_string()),
-                    }),
+                    Err(err) => record.fail(item_failure(&err)),
                 }
             }
         }
+    }
+
+    /// Reads what each firing's trigger needs (the records, their contacts, their line items)
+    /// and builds its event, or settles it with the reason it cannot be sent.
+    async fn fire_triggers(
+        &self,
+        target: &Target,
+        config: &ConnectionConfig,
+        object: ObjectType,
+        firings: Firings,
+    ) -> Vec<Pending> {
+        let mut pending = Vec::new();
+        let mut by_trigger: BTreeMap<&str, Firings> = BTreeMap::new();
+        for (firing, event, indexes) in firings {
+            let trigger = config.triggers.iter().find(|t| t.name == firing.trigger).expect("split found it");
+            by_trigger.entry(trigger.name.as_str()).or_default().push((firing, event, indexes));
+        }
+        for (name, firings) in by_trigger {
+            let trigger = config.triggers.iter().find(|t| t.name == name).expect("grouped by name");
+            let ids: Vec<String> = firings.iter().map(|(f, _, _)| f.object_id.to_string()).collect();
+            let read = self.read_for_trigger(target, trigger, object, &ids).await;
+            for (firing, event, indexes) in firings {
+                let mut record = Pending {
+                    object_id: firing.object_id,
+                    indexes,
+                    events: 1,
+                    latest: event,
+                    delivery: None,
+                    verdict: None,
+                };
+                match &read {
+                    Err(failure) => record.fail(failure.clone()),
+                    Ok(found) => match found.get(&firing.object_id.to_string()) {
+                        None => record.skip(format!("trigger {name}: the record is gone from HubSpot")),
+                        Some(found) => match trigger.event_fields(found) {
+                            Err(reason) => record.skip(reason),
+                            Ok(fields) => {
+                                record.delivery = Some(DeliveredRecord {
+                                    idempotency_key: firing.idempotency_key(),
+                                    object,
+                                    hubspot_id: found.id.clone(),
+                                    record_key: None,
+                                    event: "trigger",
+                                    trigger: Some(trigger.name.clone()),
+                                    version_ms: firing.occurred_at_ms,
+                                    fields: fields.into_iter().map(|(k, v)| (k, Value::String(v))).collect(),
+                                    merged_ids: Vec::new(),
+                                })
+                            }
+                        },
+                    },
+                }
+                pending.push(record);
+            }
+        }
+        pending
+    }
+
+    /// The records a trigger fires for, with what its fields read, by HubSpot id.
+    async fn read_for_trigger(
+        &self,
+        target: &Target,
+        trigger: &Trigger,
+        object: ObjectType,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, TriggerRecord>, Failure> {
+        let (properties, item_properties) = trigger.properties();
+        let mut found = BTreeMap::new();
+        for (id, properties) in self.read_properties(target, object, ids, &properties).await? {
+            found.insert(id.clone(), TriggerRecord { id, properties, ..TriggerRecord::default() });
+        }
+        let present: Vec<String> = found.keys().cloned().collect();
+        if trigger.needs_contact() {
+            for (id, contacts) in self.associated(target, object, ObjectType::Contacts, &present).await? {
+                // The oldest associated contact is the customer.
+                let first = contacts.into_iter().min_by_key(|c| c.parse::<u64>().unwrap_or(u64::MAX));
+                if let Some(record) = found.get_mut(&id) {
+                    record.contact_id = first;
+                }
+            }
+        }
+        if !item_properties.is_empty() {
+            let items_of = self.associated(target, object, ObjectType::LineItems, &present).await?;
+            let mut all_items: Vec<String> = items_of.values().flatten().cloned().collect();
+            all_items.sort();
+            all_items.dedup();
+            let items = self.read_properties(target, ObjectType::LineItems, &all_items, &item_properties).await?;
+            for (id, mut item_ids) in items_of {
+                item_ids.sort_by_key(|i| i.parse::<u64>().unwrap_or(u64::MAX));
+                if let Some(record) = found.get_mut(&id) {
+                    record.line_items = item_ids.iter().filter_map(|i| items.get(i).cloned()).collect();
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Properties of records by id (100 a call); records HubSpot no longer has are absent.
+    async fn read_properties(
+        &self,
+        target: &Target,
+        object: ObjectType,
+        ids: &[String],
+        properties: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, Failure> {
+        let mut found = BTreeMap::new();
+        for chunk in ids.chunks(BATCH_LIMIT) {
+            let outcome = self
+                .calls
+                .batch(target, |token| async move {
+                    let names: Vec<&str> = properties.iter().map(String::as_str).collect();
+                    self.deps.hubspot.objects(&token, object).batch_read(chunk, None, &names).await
+                })
+                .await
+                .map_err(|failed| failed.failure())?;
+            for item in outcome.items {
+                match item {
+                    Ok(record) => {
+                        let values =
+                            record.properties.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
+                        found.insert(record.id().to_string(), values);
+                    }
+                    Err(ItemError::Rejected(body)) if body.category.as_deref() == Some("OBJECT_NOT_FOUND") => {}
+                    Err(err) => return Err(item_failure(&err)),
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn associated(
+        &self,
+        target: &Target,
+        from: ObjectType,
+        to: ObjectType,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, Failure> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.calls
+            .call(target, |token| async move { self.deps.hubspot.associated_ids(&token, from, to, ids).await })
+            .await
+            .map_err(|failed| failed.failure())
     }
 
     /// Newer wins: a version the platform already has is not delivered again, and a change
@@ -385,6 +650,45 @@ impl InboundWorker {
     }
 }
 
+/// The events the config's mappings take, and the trigger firings (one per trigger, record
+/// and moment, whatever number of events caused it) with the messages that caused them.
+fn split(config: &ConnectionConfig, events: Vec<(usize, InboundEvent)>) -> (Events, Events, Firings) {
+    let mut mapped = Vec::new();
+    let mut fan_out = Vec::new();
+    let mut firings: BTreeMap<Firing, (InboundEvent, Vec<usize>)> = BTreeMap::new();
+    for (index, event) in events {
+        for trigger in config.triggers.iter().filter(|t| t.fires_on(&event)) {
+            let firing = Firing {
+                trigger: trigger.name.clone(),
+                object: event.object,
+                object_id: event.object_id,
+                occurred_at_ms: event.occurred_at_ms,
+            };
+            let entry = firings.entry(firing).or_insert_with(|| (event.clone(), Vec::new()));
+            if !entry.1.contains(&index) {
+                entry.1.push(index);
+            }
+        }
+        if fans_out_to_contacts(config, &event) {
+            fan_out.push((index, event.clone()));
+        }
+        if wanted_by_mappings(config, &event) {
+            mapped.push((index, event));
+        }
+    }
+    (mapped, fan_out, firings.into_iter().map(|(firing, (event, indexes))| (firing, event, indexes)).collect())
+}
+
+type Events = Vec<(usize, InboundEvent)>;
+type Firings = Vec<(Firing, InboundEvent, Vec<usize>)>;
+
+fn item_failure(err: &ItemError) -> Failure {
+    match err.class() {
+        crate::hubspot::ErrorClass::Permanent => Failure::Permanent(err.to_string()),
+        _ => Failure::Retry(err.to_string()),
+    }
+}
+
 fn parse(body: &str) -> Result<InboundMessage, String> {
     let message: InboundMessage = serde_json::from_str(body).map_err(|e| e.to_string())?;
     if message.version != INBOUND_MESSAGE_VERSION {
@@ -446,6 +750,7 @@ fn tombstone(object: ObjectType, object_id: u64, occurred_at_ms: i64) -> Deliver
         hubspot_id,
         record_key: None,
         event: "deleted",
+        trigger: None,
         version_ms: occurred_at_ms,
         fields: BTreeMap::new(),
         merged_ids: Vec::new(),
@@ -482,6 +787,7 @@ fn delivered(
         hubspot_id: found.id().to_string(),
         record_key: found.property(key_property).filter(|v| !v.is_empty()).map(|v| config.match_key.normalise(v)),
         event,
+        trigger: None,
         version_ms,
         fields,
         merged_ids,
