@@ -6,6 +6,7 @@ pub mod connection;
 pub mod inbound;
 pub mod mapping;
 pub mod object_type;
+pub mod pull;
 pub mod push;
 pub mod schema;
 pub mod secret;
