@@ -1,18 +1,17 @@
 //! HubSpot's webhooks through the receiver's Lambda handler (API Gateway v2 event JSON), and
 //! the inbound worker delivering to a platform endpoint, against moto and the simulator.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::StatusCode;
 use hubsync::domain::{ConnectionStatus, InboundMessage};
-use hubsync::inbound::{InboundWorker, sign};
+use hubsync::inbound::InboundWorker;
 use hubsync::ports::Clock;
 use hubsync::webhooks::signature::v3_signature;
 use hubsync::work::ParkedMessage;
 use hubsync_tests::lambda::{Event, Reply, invoke};
+use hubsync_tests::platform::Platform;
 use hubsync_tests::push::{PORTAL, PushSetup, sqs_event};
 use hubsync_tests::world::CLIENT_SECRET;
 use serde_json::{Value, json};
@@ -70,56 +69,6 @@ async fn inbound_messages(setup: &PushSetup) -> Vec<InboundMessage> {
             found.push(serde_json::from_str(&message.body).unwrap());
             queue.delete(&message.receipt_handle).await.unwrap();
         }
-    }
-}
-
-/// A platform ingest endpoint that checks hubsync's signature, records what it gets and
-/// answers `status` for every record.
-#[derive(Clone)]
-struct Platform {
-    received: Arc<Mutex<Vec<Value>>>,
-    status: Arc<Mutex<&'static str>>,
-}
-
-impl Platform {
-    async fn start(secret: &'static str) -> (Platform, String) {
-        let platform = Platform { received: Arc::default(), status: Arc::new(Mutex::new("applied")) };
-        let state = platform.clone();
-        let app = Router::new().route(
-            "/ingest",
-            post(move |headers: HeaderMap, body: String| {
-                let state = state.clone();
-                async move {
-                    let timestamp = headers["x-hubsync-timestamp"].to_str().unwrap().to_string();
-                    let expected =
-                        format!("v1={}", sign(&hubsync::domain::Secret::new(secret), &timestamp, body.as_bytes()));
-                    if headers["x-hubsync-signature"].to_str().unwrap() != expected {
-                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({})));
-                    }
-                    let delivery: Value = serde_json::from_str(&body).unwrap();
-                    let status = *state.status.lock().unwrap();
-                    if status == "http_503" {
-                        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({})));
-                    }
-                    let results: Vec<Value> = delivery["records"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|r| json!({ "idempotency_key": r["idempotency_key"], "status": status }))
-                        .collect();
-                    state.received.lock().unwrap().push(delivery);
-                    (StatusCode::OK, axum::Json(json!({ "results": results })))
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/ingest", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (platform, url)
-    }
-
-    fn records(&self) -> Vec<Value> {
-        self.received.lock().unwrap().iter().flat_map(|d| d["records"].as_array().unwrap().clone()).collect()
     }
 }
 

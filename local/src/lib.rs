@@ -11,7 +11,7 @@ use axum::routing::get;
 use base64::Engine;
 use hubspot_sim::Subscription;
 use hubsync::adapters::{MemoryQueue, MemoryStore, Redrive, StaticSecrets};
-use hubsync::deps::{Deps, QueuePair};
+use hubsync::deps::{Deps, QueuePair, Queues};
 use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId, hash_api_key};
 use hubsync::hubspot::HubSpotClient;
 use hubsync::inbound::InboundWorker;
@@ -119,14 +119,14 @@ pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
     let hubspot = HubSpotClient::new(&api_url, &app_url).map_err(std::io::Error::other)?;
     let (push, push_work) = queue_pair();
     let (inbound, inbound_work) = queue_pair();
+    let (bulk, _bulk_work) = queue_pair();
     let deps = Deps::new(
         store,
         Arc::new(StaticSecrets::new(secrets)),
         hubspot,
         settings,
         Arc::new(SystemClock),
-        push,
-        inbound,
+        Queues { push, inbound, bulk },
     );
     let workers = vec![
         tokio::spawn(run_worker(Box::new(PushWorker::new(deps.clone())), push_work)),

@@ -19,6 +19,13 @@ pub struct QueuePair {
     pub parked: Arc<dyn Queue>,
 }
 
+/// The three work queues, each with its dead-letter queue.
+pub struct Queues {
+    pub push: QueuePair,
+    pub inbound: QueuePair,
+    pub bulk: QueuePair,
+}
+
 #[derive(Clone)]
 pub struct Deps {
     pub store: Arc<dyn Store>,
@@ -31,6 +38,8 @@ pub struct Deps {
     pub push: QueuePair,
     /// HubSpot changes (from webhooks) on their way to the platform.
     pub inbound: QueuePair,
+    /// Scheduled pulls, a few pages a message, apart from live traffic.
+    pub bulk: QueuePair,
 }
 
 impl Deps {
@@ -40,11 +49,11 @@ impl Deps {
         hubspot: HubSpotClient,
         settings: Settings,
         clock: Arc<dyn Clock>,
-        push: QueuePair,
-        inbound: QueuePair,
+        queues: Queues,
     ) -> Self {
+        let Queues { push, inbound, bulk } = queues;
         let tokens = Arc::new(TokenProvider::new(store.clone(), secrets.clone(), hubspot.clone(), clock.clone()));
-        Deps { store, secrets, hubspot, tokens, settings: Arc::new(settings), clock, push, inbound }
+        Deps { store, secrets, hubspot, tokens, settings: Arc::new(settings), clock, push, inbound, bulk }
     }
 
     /// The production wiring: DynamoDB, Secrets Manager and HubSpot, named by the environment
@@ -64,6 +73,14 @@ impl Deps {
         let push = QueuePair { work: queue("HUBSYNC_PUSH_QUEUE_URL")?, parked: queue("HUBSYNC_PUSH_DLQ_URL")? };
         let inbound =
             QueuePair { work: queue("HUBSYNC_INBOUND_QUEUE_URL")?, parked: queue("HUBSYNC_INBOUND_DLQ_URL")? };
-        Ok(Deps::new(Arc::new(store), Arc::new(secrets), hubspot, settings, Arc::new(SystemClock), push, inbound))
+        let bulk = QueuePair { work: queue("HUBSYNC_BULK_QUEUE_URL")?, parked: queue("HUBSYNC_BULK_DLQ_URL")? };
+        Ok(Deps::new(
+            Arc::new(store),
+            Arc::new(secrets),
+            hubspot,
+            settings,
+            Arc::new(SystemClock),
+            Queues { push, inbound, bulk },
+        ))
     }
 }

@@ -18,6 +18,7 @@ use hubsync::adapters::{DynamoStore, SqsQueue};
 pub mod lambda;
 pub mod local;
 pub mod oauth;
+pub mod platform;
 pub mod push;
 pub mod world;
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use hubspot_sim::{RunningSimulator, SimConfig};
 use hubsync::adapters::SecretsManagerSource;
-use hubsync::deps::{Deps, QueuePair};
+use hubsync::deps::{Deps, QueuePair, Queues};
 use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId};
 use hubsync::hubspot::HubSpotClient;
 use hubsync::ports::Clock;
@@ -77,14 +77,14 @@ impl World {
         let hubspot = HubSpotClient::new(&sim.base_url(), &sim.base_url()).unwrap();
         let push = queue_pair().await;
         let inbound = queue_pair().await;
+        let bulk = queue_pair().await;
         let deps = Deps::new(
             Arc::new(store),
             Arc::new(SecretsManagerSource::new(secrets_client, secret_name)),
             hubspot,
             settings,
             clock.clone(),
-            push,
-            inbound,
+            Queues { push, inbound, bulk },
         );
         World { deps, sim, clock }
     }
@@ -97,8 +97,7 @@ impl World {
             self.deps.hubspot.clone(),
             (*self.deps.settings).clone(),
             self.clock.clone(),
-            self.deps.push.clone(),
-            self.deps.inbound.clone(),
+            Queues { push: self.deps.push.clone(), inbound: self.deps.inbound.clone(), bulk: self.deps.bulk.clone() },
         )
     }
 

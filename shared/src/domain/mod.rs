@@ -26,5 +26,7 @@ pub use object_type::ObjectType;
 pub use push::{MappedRecord, PUSH_MESSAGE_VERSION, PoisonMessage, PushMessage, SkipReason, map_record, merge_changes};
 pub use schema::{PropertyDef, PropertySchema};
 pub use secret::Secret;
-pub use sync::{CursorPosition, RecordSyncState, RunCounts, RunKind, RunStatus, SyncCursor, SyncFlow, SyncRun};
+pub use sync::{
+    CursorPosition, PullProgress, RecordSyncState, RunCounts, RunKind, RunStatus, SyncCursor, SyncFlow, SyncRun,
+};
 pub use trigger::{Firing, Trigger, TriggerField, TriggerRecord, TriggerSource};

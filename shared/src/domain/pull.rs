@@ -25,7 +25,8 @@ pub const PAGE_SIZE: usize = 200;
 pub const MAX_FORWARD_OFFSET: usize = 9_600;
 
 /// The next search to make.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PullQuery {
     /// Modified exactly at `at_ms`, object id above `after_id`, sorted by object id.
     SameInstant { at_ms: i64, after_id: u64 },

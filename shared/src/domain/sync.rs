@@ -140,6 +140,16 @@ pub struct SyncRun {
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
     pub counts: RunCounts,
+    /// For pulls: how far the run has come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<PullProgress>,
+}
+
+/// A pull's progress, visible while it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullProgress {
+    pub pages: u64,
+    pub cursor: Option<CursorPosition>,
 }
 
 impl SyncRun {
@@ -153,6 +163,7 @@ impl SyncRun {
             started_at: now,
             finished_at: None,
             counts: RunCounts::default(),
+            progress: None,
         }
     }
 }

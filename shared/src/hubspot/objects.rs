@@ -16,6 +16,7 @@ use super::client::{HubSpotClient, Reply, paths};
 use super::error::{ErrorBody, ErrorClass, HubSpotError};
 use super::lenient;
 use super::rate_limit::RateLimit;
+use crate::domain::pull::{Hit, PullQuery};
 use crate::domain::{ObjectType, Secret};
 
 /// HubSpot's cap on inputs per batch call.
@@ -62,6 +63,18 @@ impl CrmObject {
     /// The record id; an empty string in the odd body that lacks one.
     pub fn id(&self) -> &str {
         self.id.as_deref().unwrap_or_default()
+    }
+
+    /// The record as a pull sees it: its id and the value of `modified_property` in epoch
+    /// milliseconds (HubSpot sends ms or, from search, ISO 8601 text). `None` if either is missing.
+    pub fn as_hit(&self, modified_property: &str) -> Option<Hit> {
+        let object_id = self.id().parse().ok()?;
+        let raw = self.property(modified_property)?;
+        let modified_at_ms = raw.parse::<i64>().ok().or_else(|| {
+            let at = OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).ok()?;
+            Some((at.unix_timestamp_nanos() / 1_000_000) as i64)
+        })?;
+        Some(Hit { object_id, modified_at_ms })
     }
 }
 
@@ -319,6 +332,37 @@ impl<'a> Objects<'a> {
             }
         }
         Ok(found)
+    }
+
+    /// One page of a pull (see [`crate::domain::pull`]): the query as a search, with the
+    /// record's last-modified time and id always among the properties read.
+    pub async fn search_pull(&self, query: &PullQuery, properties: &[&str]) -> Result<Vec<CrmObject>, HubSpotError> {
+        let op = self.op("search");
+        let modified = self.object.last_modified_property();
+        let filter = |property: &str, operator: &str, value: String| json!({ "propertyName": property, "operator": operator, "value": value });
+        let (filters, sort_by) = match *query {
+            PullQuery::Forward { from_ms, until_ms } => (
+                vec![filter(modified, "GTE", from_ms.to_string()), filter(modified, "LTE", until_ms.to_string())],
+                modified,
+            ),
+            PullQuery::SameInstant { at_ms, after_id } => (
+                vec![filter(modified, "EQ", at_ms.to_string()), filter("hs_object_id", "GT", after_id.to_string())],
+                "hs_object_id",
+            ),
+        };
+        let mut wanted: Vec<&str> = properties.to_vec();
+        wanted.extend([modified, "hs_object_id"]);
+        wanted.sort_unstable();
+        wanted.dedup();
+        let body = json!({
+            "filterGroups": [{ "filters": filters }],
+            "sorts": [{ "propertyName": sort_by, "direction": "ASCENDING" }],
+            "properties": wanted,
+            "limit": SEARCH_PAGE_LIMIT,
+        });
+        let page: ListBody =
+            self.call(&op, Method::POST, &paths::search(self.object), Some(&body), &[]).await?.json(&op)?;
+        Ok(page.results)
     }
 
     pub async fn create(&self, properties: &PropertyValues) -> Result<CrmObject, HubSpotError> {

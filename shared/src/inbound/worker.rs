@@ -30,8 +30,8 @@ use crate::work::{Disposition, QueueWorker, Verdict, settle};
 pub const DELIVERY_BATCH: usize = 100;
 
 pub struct InboundWorker {
-    deps: Deps,
-    calls: PacedCalls,
+    pub(super) deps: Deps,
+    pub(super) calls: PacedCalls,
     platform: PlatformClient,
 }
 
@@ -46,20 +46,20 @@ impl QueueWorker for InboundWorker {
 type Group = (PortalId, Vec<(usize, InboundEvent)>);
 
 /// One HubSpot record of a group, and the messages whose events concern it.
-struct Pending {
-    object_id: u64,
+pub(super) struct Pending {
+    pub(super) object_id: u64,
     /// Messages with events about this record, and how many events.
-    indexes: Vec<usize>,
-    events: usize,
+    pub(super) indexes: Vec<usize>,
+    pub(super) events: usize,
     /// The newest event decides what is delivered.
-    latest: InboundEvent,
-    delivery: Option<DeliveredRecord>,
-    verdict: Option<(Verdict, Counted)>,
+    pub(super) latest: InboundEvent,
+    pub(super) delivery: Option<DeliveredRecord>,
+    pub(super) verdict: Option<(Verdict, Counted)>,
 }
 
 /// Where a record lands in the run's counts.
 #[derive(Debug, Clone)]
-enum Counted {
+pub(super) enum Counted {
     Delivered { created: bool },
     Skipped(String),
     Retried(String),
@@ -130,7 +130,14 @@ impl InboundWorker {
         let mut run = SyncRun::start(connection_id.clone(), RunKind::Inbound, self.deps.clock.now());
         run.counts.received = events.len() as u64;
         let mut records = Vec::new();
-        if let Some((target, config, ingest_url)) = self.prepare(connection_id, &events, &mut records).await {
+        let prepared = self.prepare(connection_id).await;
+        if let Err((verdict, counted)) = &prepared {
+            records.extend(fold(events.clone()).into_iter().map(|mut r| {
+                r.settle(verdict.clone(), counted.clone());
+                r
+            }));
+        }
+        if let Ok((target, config, ingest_url)) = prepared {
             let (mapped, fan_out, firings) = split(&config, events);
             records.extend(self.mapped_records(&target, &config, object, mapped).await);
             if !fan_out.is_empty() {
@@ -214,7 +221,7 @@ impl InboundWorker {
 
     /// Fills the fields a contact reads from its associated company or deal (the first one);
     /// the version delivered is the newest of the contact and those records.
-    async fn add_associated_fields(&self, target: &Target, config: &ObjectConfig, records: &mut [Pending]) {
+    pub(super) async fn add_associated_fields(&self, target: &Target, config: &ObjectConfig, records: &mut [Pending]) {
         let mut by_object: BTreeMap<ObjectType, Vec<String>> = BTreeMap::new();
         for field in config.fields.iter().filter(|f| f.direction.comes_in()) {
             if let Some(associated) = field.from_associated {
@@ -268,64 +275,34 @@ impl InboundWorker {
         }
     }
 
-    /// The connection, its config and ingest URL. When the group cannot go on, its events are
-    /// settled into `records` and the answer is `None`.
-    async fn prepare(
+    /// The connection, its config and ingest URL; or, when work for the connection cannot go
+    /// on, what becomes of it.
+    pub(super) async fn prepare(
         &self,
         connection_id: &ConnectionId,
-        events: &[(usize, InboundEvent)],
-        records: &mut Vec<Pending>,
-    ) -> Option<(Target, ConnectionConfig, String)> {
-        let mut settle_all = |verdict: Verdict, counted: Counted| {
-            records.extend(fold(events.to_vec()).into_iter().map(|mut r| {
-                r.settle(verdict.clone(), counted.clone());
-                r
-            }));
-        };
+    ) -> Result<(Target, ConnectionConfig, String), (Verdict, Counted)> {
         let retry = |reason: String| (Verdict::Retry(reason.clone()), Counted::Retried(reason));
+        let skip = |reason: String| (Verdict::Done, Counted::Skipped(reason));
         let connection = match self.deps.store.get_connection(connection_id).await {
             Ok(Some(connection)) => connection,
-            Ok(None) => {
-                let reason = format!("connection {connection_id} does not exist (uninstalled)");
-                settle_all(Verdict::Done, Counted::Skipped(reason));
-                return None;
-            }
-            Err(err) => {
-                let (verdict, counted) = retry(err.to_string());
-                settle_all(verdict, counted);
-                return None;
-            }
+            Ok(None) => return Err(skip(format!("connection {connection_id} does not exist (uninstalled)"))),
+            Err(err) => return Err(retry(err.to_string())),
         };
         match connection.status {
             ConnectionStatus::Active => {}
-            ConnectionStatus::Disabled => {
-                settle_all(Verdict::Done, Counted::Skipped("connection is disabled".into()));
-                return None;
-            }
-            ConnectionStatus::NeedsReauth | ConnectionStatus::Pending => {
-                let (verdict, counted) = retry(NEEDS_REAUTH.into());
-                settle_all(verdict, counted);
-                return None;
-            }
+            ConnectionStatus::Disabled => return Err(skip("connection is disabled".into())),
+            ConnectionStatus::NeedsReauth | ConnectionStatus::Pending => return Err(retry(NEEDS_REAUTH.into())),
         }
         let config = match self.deps.store.get_config(connection_id).await {
             Ok(Some(config)) => config.config,
-            Ok(None) => {
-                settle_all(Verdict::Done, Counted::Skipped("the connection has no config".into()));
-                return None;
-            }
-            Err(err) => {
-                let (verdict, counted) = retry(err.to_string());
-                settle_all(verdict, counted);
-                return None;
-            }
+            Ok(None) => return Err(skip("the connection has no config".into())),
+            Err(err) => return Err(retry(err.to_string())),
         };
         let Some(ingest_url) = config.options.ingest_url.clone() else {
             let reason = "the config has no `ingest_url` to deliver to: set it, then redrive".to_string();
-            settle_all(Verdict::Park(reason.clone()), Counted::Failed(reason));
-            return None;
+            return Err((Verdict::Park(reason.clone()), Counted::Failed(reason)));
         };
-        Some((Target { connection, limit_per_10s: config.options.rate_limit_per_10s }, config, ingest_url))
+        Ok((Target { connection, limit_per_10s: config.options.rate_limit_per_10s }, config, ingest_url))
     }
 
     /// Reads the records that still exist (100 a call) and builds what the platform receives.
@@ -532,7 +509,7 @@ impl InboundWorker {
 
     /// Newer wins: a version the platform already has is not delivered again, and a change
     /// that only shows what hubsync last pushed is an echo of its own write.
-    async fn skip_known_versions(
+    pub(super) async fn skip_known_versions(
         &self,
         connection_id: &ConnectionId,
         object: ObjectType,
@@ -562,7 +539,13 @@ impl InboundWorker {
     }
 
     /// Posts the records to the platform in batches and settles each from its answer.
-    async fn deliver(&self, target: &Target, portal_id: PortalId, ingest_url: &str, records: &mut [Pending]) {
+    pub(super) async fn deliver(
+        &self,
+        target: &Target,
+        portal_id: PortalId,
+        ingest_url: &str,
+        records: &mut [Pending],
+    ) {
         let ready: Vec<usize> =
             (0..records.len()).filter(|&i| records[i].verdict.is_none() && records[i].delivery.is_some()).collect();
         let secrets = match self.deps.secrets.app_secrets().await {
@@ -701,7 +684,7 @@ fn parse(body: &str) -> Result<InboundMessage, String> {
 }
 
 /// Groups events by HubSpot record; the newest event of each decides what is delivered.
-fn fold(events: Vec<(usize, InboundEvent)>) -> Vec<Pending> {
+pub(super) fn fold(events: Vec<(usize, InboundEvent)>) -> Vec<Pending> {
     let mut by_id: BTreeMap<u64, Pending> = BTreeMap::new();
     for (index, event) in events {
         // A merge is about the record the others were merged into.
@@ -758,7 +741,7 @@ fn tombstone(object: ObjectType, object_id: u64, occurred_at_ms: i64) -> Deliver
 }
 
 /// What the platform receives for a record read from HubSpot: its inbound fields, typed.
-fn delivered(
+pub(super) fn delivered(
     object: ObjectType,
     config: &ObjectConfig,
     key_property: &str,
@@ -805,7 +788,7 @@ fn only_echoes(config: &ObjectConfig, delivery: &DeliveredRecord, state: &Record
     })
 }
 
-fn count(counts: &mut RunCounts, counted: &Counted, folded_events: usize) {
+pub(super) fn count(counts: &mut RunCounts, counted: &Counted, folded_events: usize) {
     match counted {
         Counted::Delivered { created: true } => counts.created += 1,
         Counted::Delivered { created: false } => counts.updated += 1,

@@ -66,8 +66,26 @@ impl PacedCalls {
         F: Fn(Secret) -> Fut,
         Fut: Future<Output = Result<T, HubSpotError>>,
     {
+        self.pacer.wait_turn(target.connection.portal_id, target.limit_per_10s).await?;
+        self.with_token(target, call).await
+    }
+
+    /// One search, paced to search's own limit.
+    pub async fn search<T, F, Fut>(&self, target: &Target, call: F) -> Result<T, CallFailed>
+    where
+        F: Fn(Secret) -> Fut,
+        Fut: Future<Output = Result<T, HubSpotError>>,
+    {
+        self.pacer.wait_search_turn(target.connection.portal_id).await?;
+        self.with_token(target, call).await
+    }
+
+    async fn with_token<T, F, Fut>(&self, target: &Target, call: F) -> Result<T, CallFailed>
+    where
+        F: Fn(Secret) -> Fut,
+        Fut: Future<Output = Result<T, HubSpotError>>,
+    {
         let connection = &target.connection;
-        self.pacer.wait_turn(connection.portal_id, target.limit_per_10s).await?;
         let result = with_token(&self.deps, &connection.id, call).await;
         if let Err(CallError::HubSpot(err)) = &result {
             self.observe(connection, err).await;

@@ -20,6 +20,8 @@ pub const DEFAULT_LIMIT_PER_10S: u32 = 110;
 /// (token refreshes, the console's schema reads) and clock differences between Lambdas.
 pub const BUDGET_SHARE: f64 = 0.97;
 const WINDOW: Duration = Duration::from_secs(10);
+/// HubSpot's search limit: 5 requests per second per portal.
+pub const SEARCH_PER_SECOND: f64 = 5.0;
 
 /// A slot further away than this is not waited for: the work is retried later instead, so a
 /// crowded budget never runs a Lambda into its timeout.
@@ -61,9 +63,20 @@ impl Pacer {
 
     /// Waits for this caller's turn to call the portal.
     pub async fn wait_turn(&self, portal: PortalId, configured_per_10s: Option<u32>) -> Result<(), PaceError> {
-        let interval = self.interval(portal, configured_per_10s);
+        self.take_slot(&budget_key(portal), self.interval(portal, configured_per_10s)).await
+    }
+
+    /// Waits for this caller's turn to search the portal: search has its own limit of 5
+    /// requests per second per portal, shared the same way.
+    pub async fn wait_search_turn(&self, portal: PortalId) -> Result<(), PaceError> {
+        let interval = Duration::from_secs_f64(1.0 / (SEARCH_PER_SECOND * BUDGET_SHARE));
+        self.take_slot(&format!("search:{portal}"), interval).await
+    }
+
+    /// Reserves the budget's next slot and sleeps until it, unless it is too far away.
+    async fn take_slot(&self, key: &str, interval: Duration) -> Result<(), PaceError> {
         let now = OffsetDateTime::now_utc();
-        let slot = self.store.reserve_rate_slot(&budget_key(portal), now, time_duration(interval)).await?;
+        let slot = self.store.reserve_rate_slot(key, now, time_duration(interval)).await?;
         let wait = std_duration(slot - now);
         if wait > MAX_WAIT {
             return Err(PaceError::Busy(wait));

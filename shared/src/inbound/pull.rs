@@ -1,0 +1,279 @@
+//! Scheduled pulls (enrichment, catch-up): jobs on the bulk queue that walk HubSpot's changes
+//! with search (see [`crate::domain::pull`]) and deliver them like webhook changes.
+//!
+//! A job handles a bounded number of pages, then enqueues its continuation, so a pull of any
+//! size fits Lambda's time limit; the cursor moves after each delivered page, so a crash
+//! resumes from the last one.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::deps::Deps;
+use crate::domain::pull::{PullQuery, bounded, first_query, step};
+use crate::domain::{
+    Connection, ConnectionId, CursorPosition, EventKind, InboundEvent, ObjectType, PullProgress, RunKind, RunStatus,
+    SyncCursor, SyncFlow, SyncRun,
+};
+use crate::inbound::InboundWorker;
+use crate::inbound::worker::{Pending, count, delivered};
+use crate::ports::{OutgoingMessage, ReceivedMessage, StoreError};
+use crate::work::calls::Failure;
+use crate::work::{Disposition, QueueWorker, Verdict, settle};
+
+pub const PULL_JOB_VERSION: u32 = 1;
+/// Pages one job walks before handing over to its continuation: 20 searches at 5 a second
+/// take a few seconds, far inside Lambda's limit even when the platform is slow.
+pub const PAGES_PER_JOB: usize = 20;
+/// Enrichment starts this far before its cursor: search's index lags writes.
+pub const ENRICHMENT_OVERLAP_MS: i64 = 5 * 60 * 1000;
+
+/// A bulk queue message: the next page range of one run's pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullJob {
+    pub version: u32,
+    pub connection_id: ConnectionId,
+    pub object: ObjectType,
+    pub flow: SyncFlow,
+    pub run_id: String,
+    /// The run's start: nothing modified later is pulled, and the cursor never passes it.
+    pub until_ms: i64,
+    pub query: PullQuery,
+}
+
+fn run_kind(flow: SyncFlow) -> RunKind {
+    match flow {
+        SyncFlow::Enrichment => RunKind::Enrichment,
+        SyncFlow::CatchUp => RunKind::CatchUp,
+        SyncFlow::FullSync => RunKind::FullSync,
+    }
+}
+
+fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Starts a pull of one object for a connection: records the run and queues its first job.
+/// Enrichment goes on from the stored cursor; catch-up covers the last `since_ms`.
+pub async fn start_pull(
+    deps: &Deps,
+    connection: &Connection,
+    object: ObjectType,
+    flow: SyncFlow,
+    since: Option<OffsetDateTime>,
+) -> Result<SyncRun, StoreError> {
+    let now = deps.clock.now();
+    let until_ms = millis(now);
+    let query = match since {
+        Some(since) => first_query(CursorPosition { modified_at_ms: millis(since), object_id: 0 }, 0, until_ms),
+        None => {
+            let cursor = deps.store.get_cursor(&connection.id, object, flow).await?.map(|c| c.position);
+            let start = cursor.unwrap_or(CursorPosition { modified_at_ms: 0, object_id: 0 });
+            first_query(start, ENRICHMENT_OVERLAP_MS, until_ms)
+        }
+    };
+    let mut run = SyncRun::start(connection.id.clone(), run_kind(flow), now);
+    run.progress = Some(PullProgress::default());
+    deps.store.put_run(&run).await?;
+    let job = PullJob {
+        version: PULL_JOB_VERSION,
+        connection_id: connection.id.clone(),
+        object,
+        flow,
+        run_id: run.run_id.clone(),
+        until_ms,
+        query,
+    };
+    let body = serde_json::to_string(&job).expect("a job serialises");
+    deps.bulk.work.send(vec![OutgoingMessage::new(body)]).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Ok(run)
+}
+
+/// The bulk queue's worker.
+pub struct PullWorker {
+    inbound: InboundWorker,
+}
+
+#[async_trait]
+impl QueueWorker for PullWorker {
+    async fn process(&self, batch: &[ReceivedMessage]) -> Vec<Disposition> {
+        let mut dispositions = Vec::with_capacity(batch.len());
+        for message in batch {
+            let verdict = match serde_json::from_str::<PullJob>(&message.body) {
+                Ok(job) if job.version == PULL_JOB_VERSION => self.run_job(job).await,
+                Ok(job) => Verdict::Park(format!("pull job version {} is not supported", job.version)),
+                Err(err) => Verdict::Park(format!("unreadable pull job: {err}")),
+            };
+            let deps = &self.inbound.deps;
+            dispositions.push(settle(&*deps.bulk.parked, message, verdict, deps.clock.now()).await);
+        }
+        dispositions
+    }
+}
+
+impl PullWorker {
+    pub fn new(deps: Deps) -> Self {
+        PullWorker { inbound: InboundWorker::new(deps) }
+    }
+
+    fn deps(&self) -> &Deps {
+        &self.inbound.deps
+    }
+
+    /// Walks up to [`PAGES_PER_JOB`] pages of the job's pull, then queues the rest.
+    async fn run_job(&self, job: PullJob) -> Verdict {
+        let deps = self.deps();
+        let (target, config, ingest_url) = match self.inbound.prepare(&job.connection_id).await {
+            Ok(prepared) => prepared,
+            Err((verdict, counted)) => {
+                self.record(&job, |run| {
+                    count(&mut run.counts, &counted, 1);
+                    if !matches!(verdict, Verdict::Retry(_)) {
+                        run.status = RunStatus::Failed;
+                        run.finished_at = Some(deps.clock.now());
+                    }
+                })
+                .await;
+                return verdict;
+            }
+        };
+        let Some(object_config) = config.objects.get(&job.object) else {
+            self.finish(&job, RunStatus::Succeeded).await;
+            return Verdict::Done;
+        };
+        let key_property = object_config.match_key.property().to_string();
+        let mut properties: Vec<String> = object_config
+            .fields
+            .iter()
+            .filter(|f| f.direction.comes_in() && f.from_associated.is_none())
+            .map(|f| f.hubspot_property.clone())
+            .collect();
+        properties.push(key_property.clone());
+
+        let mut query = job.query.clone();
+        for _ in 0..PAGES_PER_JOB {
+            let found = self
+                .inbound
+                .calls
+                .search(&target, |token| {
+                    let (query, properties) = (&query, &properties);
+                    async move {
+                        let names: Vec<&str> = properties.iter().map(String::as_str).collect();
+                        deps.hubspot.objects(&token, job.object).search_pull(query, &names).await
+                    }
+                })
+                .await;
+            let found = match found {
+                Ok(found) => found,
+                Err(failed) => {
+                    return match failed.failure() {
+                        Failure::Retry(reason) => Verdict::Retry(reason),
+                        Failure::Permanent(reason) => {
+                            self.finish(&job, RunStatus::Failed).await;
+                            Verdict::Park(reason)
+                        }
+                    };
+                }
+            };
+            let modified = job.object.last_modified_property();
+            let hits: Vec<_> = found.iter().filter_map(|o| o.as_hit(modified)).collect();
+            let page = step(&query, &hits);
+
+            let mut records: Vec<Pending> = found
+                .iter()
+                .filter(|o| o.as_hit(modified).is_some_and(|h| page.deliver.contains(&h)))
+                .map(|o| {
+                    let hit = o.as_hit(modified).expect("filtered above");
+                    let latest = InboundEvent {
+                        object: job.object,
+                        object_id: hit.object_id,
+                        occurred_at_ms: hit.modified_at_ms,
+                        kind: EventKind::Changed { property: String::new() },
+                    };
+                    let mut record = Pending {
+                        object_id: hit.object_id,
+                        indexes: vec![0],
+                        events: 1,
+                        latest,
+                        delivery: None,
+                        verdict: None,
+                    };
+                    record.delivery = Some(delivered(job.object, object_config, &key_property, &record, o));
+                    record
+                })
+                .collect();
+            self.inbound.add_associated_fields(&target, object_config, &mut records).await;
+            self.inbound.skip_known_versions(&job.connection_id, job.object, object_config, &mut records).await;
+            self.inbound.deliver(&target, target.connection.portal_id, &ingest_url, &mut records).await;
+
+            let unfinished = records.iter().find_map(|r| match &r.verdict {
+                Some((Verdict::Retry(reason), _)) => Some(Verdict::Retry(reason.clone())),
+                Some((Verdict::Park(reason), _)) => Some(Verdict::Park(reason.clone())),
+                _ => None,
+            });
+            if let Some(verdict) = unfinished {
+                // The page is walked again on the retry; what was applied is skipped then.
+                return verdict;
+            }
+            let cursor = SyncCursor {
+                connection_id: job.connection_id.clone(),
+                object_type: job.object,
+                flow: job.flow,
+                position: page.cursor,
+            };
+            match deps.store.advance_cursor(&cursor).await {
+                Ok(()) | Err(StoreError::CursorBehind) => {}
+                Err(err) => return Verdict::Retry(err.to_string()),
+            }
+            self.record(&job, |run| {
+                for record in &records {
+                    if let Some((_, counted)) = &record.verdict {
+                        count(&mut run.counts, counted, 1);
+                    }
+                }
+                run.counts.received += records.len() as u64;
+                let progress = run.progress.get_or_insert_with(PullProgress::default);
+                progress.pages += 1;
+                progress.cursor = Some(page.cursor);
+            })
+            .await;
+            match page.next.and_then(|next| bounded(next, job.until_ms)) {
+                Some(next) => query = next,
+                None => {
+                    self.finish(&job, RunStatus::Succeeded).await;
+                    return Verdict::Done;
+                }
+            }
+        }
+        let continuation = PullJob { query, ..job };
+        let body = serde_json::to_string(&continuation).expect("a job serialises");
+        match deps.bulk.work.send(vec![OutgoingMessage::new(body)]).await {
+            Ok(()) => Verdict::Done,
+            Err(err) => Verdict::Retry(format!("could not queue the pull's next pages: {err}")),
+        }
+    }
+
+    async fn finish(&self, job: &PullJob, status: RunStatus) {
+        let now = self.deps().clock.now();
+        self.record(job, |run| {
+            run.status = status;
+            run.finished_at = Some(now);
+        })
+        .await;
+    }
+
+    /// Updates the job's run record; a lost update only loses counts, never data.
+    async fn record(&self, job: &PullJob, update: impl FnOnce(&mut SyncRun)) {
+        let store = &self.deps().store;
+        match store.get_run(&job.connection_id, &job.run_id).await {
+            Ok(Some(mut run)) => {
+                update(&mut run);
+                if let Err(err) = store.put_run(&run).await {
+                    tracing::warn!(run = %job.run_id, error = %err, "could not record a pull's progress");
+                }
+            }
+            Ok(None) => tracing::warn!(run = %job.run_id, "a pull job's run is missing"),
+            Err(err) => tracing::warn!(run = %job.run_id, error = %err, "could not read a pull's run"),
+        }
+    }
+}
