@@ -102,11 +102,11 @@ async fn a_newcomer_connects_a_simulated_portal_saves_a_mapping_and_pushes_a_con
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // (Saving the mapping also starts filling the new inbound field in for existing contacts: a
+    // backfill of Ada may arrive before or after the rename.)
     let records = received["records"].as_array().unwrap();
-    let attempts = local.simulator.as_ref().unwrap().webhook_attempts();
-    assert_eq!(records.len(), 1, "hubsync's own push did not come back: {received} {attempts:?}");
-    assert_eq!(records[0]["fields"]["first_name"], "Augusta");
-    assert_eq!(records[0]["record_key"], "ada@example.com");
+    assert!(records.iter().any(|r| r["fields"]["first_name"] == "Augusta"), "{received}");
+    assert!(records.iter().all(|r| r["record_key"] == "ada@example.com"), "{received}");
     assert_eq!(runs["runs"][0]["counts"]["created"], 1, "{runs}");
     local.shutdown().await;
 }

@@ -5,8 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use hubsync::domain::{ObjectType, RunStatus, SyncFlow};
-use hubsync::inbound::{PullWorker, start_pull};
-use hubsync::work::handle_sqs_event;
+use hubsync::inbound::{PullWorker, plan_pulls, start_pull};
 use hubsync_tests::platform::Platform;
 use hubsync_tests::push::{PORTAL, PushSetup, sqs_event};
 use serde_json::{Value, json};
@@ -30,7 +29,7 @@ async fn drain_bulk(setup: &PushSetup, worker: &PullWorker) -> usize {
             return jobs;
         }
         jobs += batch.len();
-        let response = handle_sqs_event(worker, queue.as_ref(), sqs_event(&batch)).await;
+        let response = bulk_worker::handle(worker, queue.as_ref(), sqs_event(&batch)).await;
         for message in &batch {
             assert!(
                 !response.batch_item_failures.iter().any(|f| f.item_identifier == message.message_id),
@@ -113,4 +112,62 @@ async fn a_catch_up_delivers_only_what_webhooks_missed() {
     let records = platform.records();
     assert_eq!(records.len(), 21, "{:?}", &records[20..]);
     assert_eq!(records[20]["fields"]["first_name"], "Augusta");
+}
+
+#[tokio::test]
+async fn the_schedules_start_one_pull_per_connection_and_object_and_never_two_at_once() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    setup.world.sim.seed(PORTAL, "contacts", json!({ "email": "ada@example.com", "firstname": "Ada" }));
+    setup.world.clock.advance(time::Duration::seconds(5));
+
+    let report = plan_pulls(&setup.world.deps, SyncFlow::CatchUp).await.unwrap();
+    assert_eq!((report.started, report.still_running), (1, 0));
+    let again = plan_pulls(&setup.world.deps, SyncFlow::CatchUp).await.unwrap();
+    assert_eq!((again.started, again.still_running), (0, 1), "the first run is still going");
+
+    drain_bulk(&setup, &PullWorker::new(setup.world.deps.clone())).await;
+    assert_eq!(platform.records().len(), 1);
+    let after = plan_pulls(&setup.world.deps, SyncFlow::CatchUp).await.unwrap();
+    assert_eq!(after.started, 1, "once it finished, the next one starts");
+}
+
+#[tokio::test]
+async fn a_full_sync_sends_everything_again_and_a_new_inbound_field_is_backfilled() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    for i in 0..250 {
+        setup.world.sim.seed(
+            PORTAL,
+            "contacts",
+            json!({ "email": format!("user{i}@example.com"), "firstname": format!("U{i}"), "jobtitle": "Engineer" }),
+        );
+    }
+    let worker = PullWorker::new(setup.world.deps.clone());
+    // The first config's inbound fields are new too: saving it filled them in for everyone.
+    drain_bulk(&setup, &worker).await;
+    assert_eq!(platform.records().len(), 250);
+
+    let console = console_api::router(setup.world.deps.clone());
+    let path = format!("/connections/{}/full-sync", setup.connection.id);
+    let reply = hubsync_tests::lambda::invoke(
+        &console,
+        hubsync_tests::lambda::Event::new("POST", &path).bearer(setup.key.expose()),
+    )
+    .await;
+    assert_eq!(reply.status, axum::http::StatusCode::ACCEPTED, "{}", reply.body);
+    drain_bulk(&setup, &worker).await;
+    assert_eq!(platform.records().len(), 500, "three list pages, every contact again");
+
+    // The customer maps a new inbound field: it is filled in for every contact on its own.
+    let mut next = config(&ingest);
+    next["objects"]["contacts"]["fields"].as_array_mut().unwrap().push(json!(
+        { "platform_field": "title", "hubspot_property": "jobtitle", "direction": "in", "platform_type": "string" }
+    ));
+    let update = serde_json::from_value(json!({ "version": 1, "config": next })).unwrap();
+    hubsync::console::configs::save(&setup.world.deps, &setup.connection, &update).await.unwrap();
+    drain_bulk(&setup, &worker).await;
+    let backfilled: Vec<Value> = platform.records()[500..].to_vec();
+    assert_eq!(backfilled.len(), 250);
+    assert!(backfilled.iter().all(|r| r["fields"] == json!({ "title": "Engineer" })), "{:?}", backfilled[0]);
 }

@@ -199,6 +199,9 @@ async fn connections_are_indexed_by_tenant_and_portal(store: Arc<dyn Store>) {
     store.put_connection(&updated).await.unwrap();
     let routed = store.connections_for_portal(100).await.unwrap();
     assert_eq!(routed.len(), 2);
+    let mut active: Vec<_> = store.active_connections().await.unwrap().into_iter().map(|c| c.id).collect();
+    active.sort();
+    assert_eq!(active, vec![ConnectionId::new("c2"), ConnectionId::new("c3")], "only active ones are listed");
     assert_eq!(store.get_connection(&ConnectionId::new("c1")).await.unwrap(), Some(updated));
     assert_eq!(store.get_connection(&ConnectionId::new("nope")).await.unwrap(), None);
 }

@@ -14,7 +14,7 @@ use hubsync::adapters::{MemoryQueue, MemoryStore, Redrive, StaticSecrets};
 use hubsync::deps::{Deps, QueuePair, Queues};
 use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId, hash_api_key};
 use hubsync::hubspot::HubSpotClient;
-use hubsync::inbound::InboundWorker;
+use hubsync::inbound::{InboundWorker, PullWorker};
 use hubsync::ports::{AppSecrets, Store, SystemClock};
 use hubsync::push::PushWorker;
 use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settings};
@@ -119,7 +119,7 @@ pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
     let hubspot = HubSpotClient::new(&api_url, &app_url).map_err(std::io::Error::other)?;
     let (push, push_work) = queue_pair();
     let (inbound, inbound_work) = queue_pair();
-    let (bulk, _bulk_work) = queue_pair();
+    let (bulk, bulk_work) = queue_pair();
     let deps = Deps::new(
         store,
         Arc::new(StaticSecrets::new(secrets)),
@@ -131,6 +131,7 @@ pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
     let workers = vec![
         tokio::spawn(run_worker(Box::new(PushWorker::new(deps.clone())), push_work)),
         tokio::spawn(run_worker(Box::new(InboundWorker::new(deps.clone())), inbound_work)),
+        tokio::spawn(run_worker(Box::new(PullWorker::new(deps.clone())), bulk_work)),
     ];
 
     if let Some(sim) = &simulator {

@@ -2,7 +2,7 @@
 //! fresh, uniquely named resources on it, so suites never see each other's data.
 //!
 //! `.ci/run` starts moto and sets `HUBSYNC_TEST_AWS_ENDPOINT`. When it is not set, the first
-//! suite that needs AWS starts `python3 -m moto.server` itself on a free port (install it with
+//! suite that needs AWS starts moto's server (`support/moto_server.py`) itself on a free port (install it with
 //! `pip install 'moto[server]'`), and the server stops when the test process ends.
 
 use std::net::{TcpListener, TcpStream};
@@ -32,14 +32,17 @@ pub fn aws_endpoint() -> &'static str {
     })
 }
 
+/// moto's server, one request at a time (see the script for why).
+const MOTO_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/support/moto_server.py");
+
 fn start_moto() -> String {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     // A detached watcher stops moto once this test process is gone, so no server outlives the run.
-    let script = r#"(python3 -m moto.server -H 127.0.0.1 -p "$1" & moto=$!
+    let script = r#"(python3 "$3" 127.0.0.1 "$1" & moto=$!
 while kill -0 "$2" && kill -0 "$moto"; do sleep 1; done
 kill "$moto") >/dev/null 2>&1 </dev/null &"#;
     let started = Command::new("sh")
-        .args(["-c", script, "sh", &port.to_string(), &std::process::id().to_string()])
+        .args(["-c", script, "sh", &port.to_string(), &std::process::id().to_string(), MOTO_SERVER])
         .stdin(Stdio::null())
         .status()
         .expect("failed to start sh for moto");

@@ -38,6 +38,7 @@ pub fn router(deps: Deps) -> Router {
         .route("/connections/{connection_id}/sync", post(sync_record))
         .route("/connections/{connection_id}/runs", get(list_runs))
         .route("/connections/{connection_id}/redrive", post(redrive_parked))
+        .route("/connections/{connection_id}/full-sync", post(full_sync))
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(deps)
@@ -182,4 +183,27 @@ async fn redrive_parked(
 ) -> Result<Json<RedriveReport>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(push::redrive_parked(&deps, &connection).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FullSyncRequest {
+    objects: Option<Vec<ObjectType>>,
+}
+
+/// Sends every record of the configured objects (or of those named) to the platform again.
+async fn full_sync(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<(StatusCode, Json<RunList>), ApiError> {
+    let connection = owned_connection(&deps, &tenant, &id).await?;
+    let request: FullSyncRequest = if body.trim().is_empty() {
+        FullSyncRequest::default()
+    } else {
+        serde_json::from_str(&body)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not a full-sync request: {e}")))?
+    };
+    Ok((StatusCode::ACCEPTED, Json(RunList { runs: push::full_sync(&deps, &connection, request.objects).await? })))
 }

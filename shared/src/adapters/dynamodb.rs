@@ -6,7 +6,7 @@
 //! | item            | pk                              | sk                       | extra attributes          |
 //! |-----------------|---------------------------------|--------------------------|---------------------------|
 //! | tenant          | `TENANT#<tenant>`               | `TENANT`                 |                           |
-//! | connection      | `CONN#<conn>`                   | `CONNECTION`             | gsi1 (tenant), gsi2 (portal) |
+//! | connection      | `CONN#<conn>`                   | `CONNECTION`             | gsi1 (tenant), gsi2 (portal), gsi3 (active) |
 //! | config          | `CONN#<conn>`                   | `CONFIG`                 | `version`                 |
 //! | tokens          | `CONN#<conn>`                   | `TOKENS`                 |                           |
 //! | refresh lease   | `CONN#<conn>`                   | `REFRESH_LEASE`          | `holder`, `expires_at_ms` |
@@ -37,8 +37,9 @@ use serde::de::DeserializeOwned;
 use time::{Duration, OffsetDateTime};
 
 use crate::domain::{
-    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, OAuthState, ObjectType, PortalId,
-    PropertySchema, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord, VersionedConfig,
+    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, ConnectionStatus, DedupKey, OAuthState, ObjectType,
+    PortalId, PropertySchema, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord,
+    VersionedConfig,
 };
 use crate::ports::{Store, StoreError};
 
@@ -46,6 +47,8 @@ type Item = HashMap<String, AttributeValue>;
 
 pub const TENANT_INDEX: &str = "gsi1";
 pub const PORTAL_INDEX: &str = "gsi2";
+/// Sparse: only active connections have `gsi3pk`, so the scheduled pulls list just those.
+pub const ACTIVE_INDEX: &str = "gsi3";
 
 pub struct DynamoStore {
     client: Client,
@@ -143,8 +146,9 @@ impl DynamoStore {
             .key_schema(key("pk", KeyType::Hash).expect("complete key"))
             .key_schema(key("sk", KeyType::Range).expect("complete key"))
             .global_secondary_indexes(index(TENANT_INDEX, "gsi1pk", "gsi1sk"))
-            .global_secondary_indexes(index(PORTAL_INDEX, "gsi2pk", "gsi2sk"));
-        for name in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
+            .global_secondary_indexes(index(PORTAL_INDEX, "gsi2pk", "gsi2sk"))
+            .global_secondary_indexes(index(ACTIVE_INDEX, "gsi3pk", "gsi3sk"));
+        for name in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"] {
             request = request.attribute_definitions(attr(name).expect("complete attribute"));
         }
         request.send().await.map_err(unavailable)?;
@@ -260,7 +264,11 @@ impl DynamoStore {
         partition: String,
         prefix: &str,
     ) -> Result<Vec<T>, StoreError> {
-        let (pk, sk) = if index == TENANT_INDEX { ("gsi1pk", "gsi1sk") } else { ("gsi2pk", "gsi2sk") };
+        let (pk, sk) = match index {
+            TENANT_INDEX => ("gsi1pk", "gsi1sk"),
+            PORTAL_INDEX => ("gsi2pk", "gsi2sk"),
+            _ => ("gsi3pk", "gsi3sk"),
+        };
         let mut values = Vec::new();
         let mut start = None;
         loop {
@@ -303,6 +311,10 @@ impl Store for DynamoStore {
         item.insert("gsi1sk".into(), s(format!("CONN#{}", connection.id)));
         item.insert("gsi2pk".into(), s(format!("PORTAL#{}", connection.portal_id)));
         item.insert("gsi2sk".into(), s(format!("CONN#{}", connection.id)));
+        if connection.status == ConnectionStatus::Active {
+            item.insert("gsi3pk".into(), s("ACTIVE"));
+            item.insert("gsi3sk".into(), s(format!("CONN#{}", connection.id)));
+        }
         self.put_item(item).await
     }
 
@@ -316,6 +328,10 @@ impl Store for DynamoStore {
 
     async fn connections_for_portal(&self, portal: PortalId) -> Result<Vec<Connection>, StoreError> {
         self.query_index(PORTAL_INDEX, format!("PORTAL#{portal}"), "CONN#").await
+    }
+
+    async fn active_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        self.query_index(ACTIVE_INDEX, "ACTIVE".into(), "CONN#").await
     }
 
     async fn get_config(&self, id: &ConnectionId) -> Result<Option<VersionedConfig>, StoreError> {

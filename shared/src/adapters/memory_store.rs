@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use crate::domain::{
-    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, OAuthState, ObjectType, PortalId,
-    PropertySchema, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord, VersionedConfig,
+    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, ConnectionStatus, DedupKey, OAuthState, ObjectType,
+    PortalId, PropertySchema, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord,
+    VersionedConfig,
 };
 use crate::ports::{Store, StoreError};
 
@@ -72,6 +73,11 @@ impl Store for MemoryStore {
 
     async fn connections_for_portal(&self, portal: PortalId) -> Result<Vec<Connection>, StoreError> {
         Ok(self.state().connections.values().filter(|c| c.portal_id == portal).cloned().collect())
+    }
+
+    async fn active_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        let state = self.state();
+        Ok(state.connections.values().filter(|c| c.status == ConnectionStatus::Active).cloned().collect())
     }
 
     async fn get_config(&self, id: &ConnectionId) -> Result<Option<VersionedConfig>, StoreError> {

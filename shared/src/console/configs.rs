@@ -112,8 +112,10 @@ pub async fn save(deps: &Deps, connection: &Connection, update: &VersionedConfig
     if let Some(counter) = &update.config.options.bidirectional_counter_property {
         ensure_counter_property(deps, connection, counter).await?;
     }
+    let previous = deps.store.get_config(&connection.id).await?.map(|c| c.config);
     let version = deps.store.put_config(&connection.id, &update.config, update.version).await?;
     tracing::info!(connection = %connection.id, version, "config saved");
+    backfill_new_inbound_fields(deps, connection, previous.as_ref(), &update.config).await;
     Ok(VersionedConfig { version, config: update.config.clone() })
 }
 
@@ -150,4 +152,42 @@ async fn ensure_counter_property(deps: &Deps, connection: &Connection, name: &st
     tracing::info!(connection = %connection.id, property = name, "created the bidirectional counter property");
     schemas::refresh(deps, connection, &[ObjectType::Contacts]).await?;
     Ok(())
+}
+
+/// A newly mapped inbound field is filled on the platform for every existing record, without
+/// the customer having to ask for a full sync.
+async fn backfill_new_inbound_fields(
+    deps: &Deps,
+    connection: &Connection,
+    previous: Option<&ConnectionConfig>,
+    config: &ConnectionConfig,
+) {
+    if !config.options.data_in_enabled || config.options.ingest_url.is_none() {
+        return;
+    }
+    for (object, object_config) in &config.objects {
+        let before = previous.and_then(|p| p.objects.get(object));
+        let added: Vec<String> = object_config
+            .fields
+            .iter()
+            .filter(|f| f.direction.comes_in())
+            .filter(|f| {
+                !before.is_some_and(|b| {
+                    b.fields.iter().any(|old| old.direction.comes_in() && old.platform_field == f.platform_field)
+                })
+            })
+            .map(|f| f.platform_field.clone())
+            .collect();
+        if added.is_empty() {
+            continue;
+        }
+        match crate::inbound::start_full_sync(deps, connection, *object, Some(added.clone())).await {
+            Ok(run) => {
+                tracing::info!(connection = %connection.id, %object, fields = ?added, run = %run.run_id, "backfill started")
+            }
+            Err(err) => {
+                tracing::warn!(connection = %connection.id, %object, error = %err, "could not start a backfill")
+            }
+        }
+    }
 }

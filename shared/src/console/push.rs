@@ -74,3 +74,24 @@ fn queue_error(err: QueueError) -> ApiError {
         other => ApiError::Internal(other.to_string()),
     }
 }
+
+/// Starts a full sync of the given objects (all configured ones when none are named).
+pub async fn full_sync(
+    deps: &Deps,
+    connection: &Connection,
+    objects: Option<Vec<ObjectType>>,
+) -> Result<Vec<SyncRun>, ApiError> {
+    let config = deps.store.get_config(&connection.id).await?.map(|c| c.config).unwrap_or_default();
+    if config.options.ingest_url.is_none() {
+        return Err(ApiError::BadRequest("the config has no `ingest_url` to deliver to: set it first".into()));
+    }
+    let objects = objects.unwrap_or_else(|| config.objects.keys().copied().collect());
+    let mut runs = Vec::new();
+    for object in objects {
+        if !config.objects.contains_key(&object) {
+            return Err(ApiError::BadRequest(format!("{object} are not configured for this connection")));
+        }
+        runs.push(crate::inbound::start_full_sync(deps, connection, object, None).await?);
+    }
+    Ok(runs)
+}

@@ -9,5 +9,5 @@ pub mod pull;
 pub mod worker;
 
 pub use platform::{DeliveredRecord, Delivery, PlatformClient, RecordAnswer, RecordStatus, sign};
-pub use pull::{PullJob, PullWorker, start_pull};
+pub use pull::{PlanReport, PullJob, PullWorker, plan_pulls, start_full_sync, start_pull};
 pub use worker::InboundWorker;

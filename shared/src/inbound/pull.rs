@@ -15,10 +15,12 @@ use crate::domain::{
     Connection, ConnectionId, CursorPosition, EventKind, InboundEvent, ObjectType, PullProgress, RunKind, RunStatus,
     SyncCursor, SyncFlow, SyncRun,
 };
+use crate::hubspot::CrmObject;
 use crate::inbound::InboundWorker;
 use crate::inbound::worker::{Pending, count, delivered};
 use crate::ports::{OutgoingMessage, ReceivedMessage, StoreError};
 use crate::work::calls::Failure;
+use crate::work::calls::Target;
 use crate::work::{Disposition, QueueWorker, Verdict, settle};
 
 pub const PULL_JOB_VERSION: u32 = 1;
@@ -38,7 +40,21 @@ pub struct PullJob {
     pub run_id: String,
     /// The run's start: nothing modified later is pulled, and the cursor never passes it.
     pub until_ms: i64,
-    pub query: PullQuery,
+    pub walk: Walk,
+    /// For a backfill: deliver only these platform fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_fields: Option<Vec<String>>,
+}
+
+/// How a pull walks HubSpot's records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "walk", rename_all = "snake_case")]
+pub enum Walk {
+    /// Changes, by search from a cursor (enrichment, catch-up).
+    Changes { query: PullQuery },
+    /// Every record, by the list endpoint's own cursor, which has no 10,000 cap (full sync,
+    /// backfill). `after` is the next page's cursor; `None` starts at the beginning.
+    Everything { after: Option<String> },
 }
 
 fn run_kind(flow: SyncFlow) -> RunKind {
@@ -48,6 +64,16 @@ fn run_kind(flow: SyncFlow) -> RunKind {
         SyncFlow::FullSync => RunKind::FullSync,
     }
 }
+
+/// What one page of a walk gives.
+struct Page {
+    deliver: Vec<CrmObject>,
+    cursor: Option<CursorPosition>,
+    next: Option<Walk>,
+}
+
+/// Records per list page (HubSpot's maximum for the list endpoint).
+const LIST_PAGE: u32 = 100;
 
 fn millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -62,8 +88,7 @@ pub async fn start_pull(
     flow: SyncFlow,
     since: Option<OffsetDateTime>,
 ) -> Result<SyncRun, StoreError> {
-    let now = deps.clock.now();
-    let until_ms = millis(now);
+    let until_ms = millis(deps.clock.now());
     let query = match since {
         Some(since) => first_query(CursorPosition { modified_at_ms: millis(since), object_id: 0 }, 0, until_ms),
         None => {
@@ -72,7 +97,35 @@ pub async fn start_pull(
             first_query(start, ENRICHMENT_OVERLAP_MS, until_ms)
         }
     };
-    let mut run = SyncRun::start(connection.id.clone(), run_kind(flow), now);
+    queue_first_job(deps, connection, object, flow, run_kind(flow), until_ms, Walk::Changes { query }, None).await
+}
+
+/// Sends every record of `object` to the platform (a full sync), or, with `only_fields`, just
+/// those fields (the backfill of newly mapped ones).
+pub async fn start_full_sync(
+    deps: &Deps,
+    connection: &Connection,
+    object: ObjectType,
+    only_fields: Option<Vec<String>>,
+) -> Result<SyncRun, StoreError> {
+    let until_ms = millis(deps.clock.now());
+    let kind = if only_fields.is_some() { RunKind::Backfill } else { RunKind::FullSync };
+    let walk = Walk::Everything { after: None };
+    queue_first_job(deps, connection, object, SyncFlow::FullSync, kind, until_ms, walk, only_fields).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn queue_first_job(
+    deps: &Deps,
+    connection: &Connection,
+    object: ObjectType,
+    flow: SyncFlow,
+    kind: RunKind,
+    until_ms: i64,
+    walk: Walk,
+    only_fields: Option<Vec<String>>,
+) -> Result<SyncRun, StoreError> {
+    let mut run = SyncRun::start(connection.id.clone(), kind, deps.clock.now());
     run.progress = Some(PullProgress::default());
     deps.store.put_run(&run).await?;
     let job = PullJob {
@@ -82,7 +135,8 @@ pub async fn start_pull(
         flow,
         run_id: run.run_id.clone(),
         until_ms,
-        query,
+        walk,
+        only_fields,
     };
     let body = serde_json::to_string(&job).expect("a job serialises");
     deps.bulk.work.send(vec![OutgoingMessage::new(body)]).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -150,40 +204,22 @@ impl PullWorker {
             .collect();
         properties.push(key_property.clone());
 
-        let mut query = job.query.clone();
+        let mut walk = job.walk.clone();
         for _ in 0..PAGES_PER_JOB {
-            let found = self
-                .inbound
-                .calls
-                .search(&target, |token| {
-                    let (query, properties) = (&query, &properties);
-                    async move {
-                        let names: Vec<&str> = properties.iter().map(String::as_str).collect();
-                        deps.hubspot.objects(&token, job.object).search_pull(query, &names).await
-                    }
-                })
-                .await;
-            let found = match found {
-                Ok(found) => found,
-                Err(failed) => {
-                    return match failed.failure() {
-                        Failure::Retry(reason) => Verdict::Retry(reason),
-                        Failure::Permanent(reason) => {
-                            self.finish(&job, RunStatus::Failed).await;
-                            Verdict::Park(reason)
-                        }
-                    };
+            let page = match self.fetch(&target, &job, &walk, &properties).await {
+                Ok(page) => page,
+                Err(Failure::Retry(reason)) => return Verdict::Retry(reason),
+                Err(Failure::Permanent(reason)) => {
+                    self.finish(&job, RunStatus::Failed).await;
+                    return Verdict::Park(reason);
                 }
             };
             let modified = job.object.last_modified_property();
-            let hits: Vec<_> = found.iter().filter_map(|o| o.as_hit(modified)).collect();
-            let page = step(&query, &hits);
-
-            let mut records: Vec<Pending> = found
+            let mut records: Vec<Pending> = page
+                .deliver
                 .iter()
-                .filter(|o| o.as_hit(modified).is_some_and(|h| page.deliver.contains(&h)))
-                .map(|o| {
-                    let hit = o.as_hit(modified).expect("filtered above");
+                .filter_map(|o| {
+                    let hit = o.as_hit(modified)?;
                     let latest = InboundEvent {
                         object: job.object,
                         object_id: hit.object_id,
@@ -198,12 +234,19 @@ impl PullWorker {
                         delivery: None,
                         verdict: None,
                     };
-                    record.delivery = Some(delivered(job.object, object_config, &key_property, &record, o));
-                    record
+                    let mut delivery = delivered(job.object, object_config, &key_property, &record, o);
+                    if let Some(only) = &job.only_fields {
+                        delivery.fields.retain(|name, _| only.contains(name));
+                    }
+                    record.delivery = Some(delivery);
+                    Some(record)
                 })
                 .collect();
             self.inbound.add_associated_fields(&target, object_config, &mut records).await;
-            self.inbound.skip_known_versions(&job.connection_id, job.object, object_config, &mut records).await;
+            if matches!(walk, Walk::Changes { .. }) {
+                // A full sync sends everything again; a pull of changes only what is new.
+                self.inbound.skip_known_versions(&job.connection_id, job.object, object_config, &mut records).await;
+            }
             self.inbound.deliver(&target, target.connection.portal_id, &ingest_url, &mut records).await;
 
             let unfinished = records.iter().find_map(|r| match &r.verdict {
@@ -215,15 +258,17 @@ impl PullWorker {
                 // The page is walked again on the retry; what was applied is skipped then.
                 return verdict;
             }
-            let cursor = SyncCursor {
-                connection_id: job.connection_id.clone(),
-                object_type: job.object,
-                flow: job.flow,
-                position: page.cursor,
-            };
-            match deps.store.advance_cursor(&cursor).await {
-                Ok(()) | Err(StoreError::CursorBehind) => {}
-                Err(err) => return Verdict::Retry(err.to_string()),
+            if let Some(position) = page.cursor {
+                let cursor = SyncCursor {
+                    connection_id: job.connection_id.clone(),
+                    object_type: job.object,
+                    flow: job.flow,
+                    position,
+                };
+                match deps.store.advance_cursor(&cursor).await {
+                    Ok(()) | Err(StoreError::CursorBehind) => {}
+                    Err(err) => return Verdict::Retry(err.to_string()),
+                }
             }
             self.record(&job, |run| {
                 for record in &records {
@@ -234,22 +279,64 @@ impl PullWorker {
                 run.counts.received += records.len() as u64;
                 let progress = run.progress.get_or_insert_with(PullProgress::default);
                 progress.pages += 1;
-                progress.cursor = Some(page.cursor);
+                progress.cursor = page.cursor.or(progress.cursor);
             })
             .await;
-            match page.next.and_then(|next| bounded(next, job.until_ms)) {
-                Some(next) => query = next,
+            match page.next {
+                Some(next) => walk = next,
                 None => {
                     self.finish(&job, RunStatus::Succeeded).await;
                     return Verdict::Done;
                 }
             }
         }
-        let continuation = PullJob { query, ..job };
+        let continuation = PullJob { walk, ..job };
         let body = serde_json::to_string(&continuation).expect("a job serialises");
         match deps.bulk.work.send(vec![OutgoingMessage::new(body)]).await {
             Ok(()) => Verdict::Done,
             Err(err) => Verdict::Retry(format!("could not queue the pull's next pages: {err}")),
+        }
+    }
+
+    /// One page of the walk: the records to deliver, the cursor once they are, and what next.
+    async fn fetch(&self, target: &Target, job: &PullJob, walk: &Walk, properties: &[String]) -> Result<Page, Failure> {
+        let deps = self.deps();
+        let names: Vec<&str> = properties.iter().map(String::as_str).collect();
+        let names = &names;
+        match walk {
+            Walk::Changes { query } => {
+                let found = self
+                    .inbound
+                    .calls
+                    .search(target, |token| async move {
+                        deps.hubspot.objects(&token, job.object).search_pull(query, names).await
+                    })
+                    .await
+                    .map_err(|failed| failed.failure())?;
+                let modified = job.object.last_modified_property();
+                let hits: Vec<_> = found.iter().filter_map(|o| o.as_hit(modified)).collect();
+                let step = step(query, &hits);
+                let deliver = found
+                    .into_iter()
+                    .filter(|o| o.as_hit(modified).is_some_and(|h| step.deliver.contains(&h)))
+                    .collect();
+                let next = step.next.and_then(|next| bounded(next, job.until_ms)).map(|query| Walk::Changes { query });
+                Ok(Page { deliver, cursor: Some(step.cursor), next })
+            }
+            Walk::Everything { after } => {
+                let page = self
+                    .inbound
+                    .calls
+                    .call(target, |token| async move {
+                        let mut wanted = names.to_vec();
+                        wanted.push(job.object.last_modified_property());
+                        deps.hubspot.objects(&token, job.object).list_page(after.as_deref(), LIST_PAGE, &wanted).await
+                    })
+                    .await
+                    .map_err(|failed| failed.failure())?;
+                let next = page.next_after.map(|after| Walk::Everything { after: Some(after) });
+                Ok(Page { deliver: page.results, cursor: None, next })
+            }
         }
     }
 
@@ -276,4 +363,48 @@ impl PullWorker {
             Err(err) => tracing::warn!(run = %job.run_id, error = %err, "could not read a pull's run"),
         }
     }
+}
+
+/// A run older than this that still says "running" is taken as abandoned, so it does not
+/// block its connection's pulls for ever.
+const STALE_RUN: time::Duration = time::Duration::hours(24);
+/// How far back a catch-up looks: a day of webhooks, and an hour's margin.
+pub const CATCH_UP_SPAN: time::Duration = time::Duration::hours(25);
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanReport {
+    pub started: usize,
+    /// A run of the same kind was still going.
+    pub still_running: usize,
+}
+
+/// Starts a pull of `flow` for every active connection with data-in enabled, per object it
+/// takes fields in for, unless that connection's previous run of the same kind still runs.
+pub async fn plan_pulls(deps: &Deps, flow: SyncFlow) -> Result<PlanReport, StoreError> {
+    let mut report = PlanReport::default();
+    let now = deps.clock.now();
+    for connection in deps.store.active_connections().await? {
+        let Some(config) = deps.store.get_config(&connection.id).await?.map(|c| c.config) else { continue };
+        if !config.options.data_in_enabled || config.options.ingest_url.is_none() {
+            continue;
+        }
+        let runs = deps.store.list_runs(&connection.id, 50).await?;
+        let running = runs
+            .iter()
+            .any(|r| r.kind == run_kind(flow) && r.status == RunStatus::Running && now - r.started_at < STALE_RUN);
+        if running {
+            report.still_running += 1;
+            continue;
+        }
+        for (object, object_config) in &config.objects {
+            if !object_config.fields.iter().any(|f| f.direction.comes_in()) {
+                continue;
+            }
+            let since = (flow == SyncFlow::CatchUp).then(|| now - CATCH_UP_SPAN);
+            start_pull(deps, &connection, *object, flow, since).await?;
+            report.started += 1;
+        }
+    }
+    tracing::info!(?flow, started = report.started, still_running = report.still_running, "pulls planned");
+    Ok(report)
 }

@@ -42,6 +42,8 @@ pub trait Store: Send + Sync {
     async fn list_connections(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError>;
     /// The connections that a webhook from this portal is routed to.
     async fn connections_for_portal(&self, portal: PortalId) -> Result<Vec<Connection>, StoreError>;
+    /// Every active connection (what the scheduled pulls go through).
+    async fn active_connections(&self) -> Result<Vec<Connection>, StoreError>;
 
     // Configs.
     async fn get_config(&self, id: &ConnectionId) -> Result<Option<VersionedConfig>, StoreError>;

@@ -1,11 +1,12 @@
 //! Test controls: the operations tests use in process (`Simulator`'s methods), and the same
 //! operations over HTTP under `/_sim/…` for curl, Node and the local runner.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -20,6 +21,11 @@ use crate::properties::validate;
 use crate::records::{Hub, Source};
 use crate::state::{DEFAULT_CLIENT_ID, ObjectType, Sim, Tokens, now_ms};
 use crate::webhooks::{Subscription, WebhookAttempt};
+
+/// Records per `POST /_sim/portals/{hubId}/objects/{objectType}/bulk`.
+pub const SEED_MANY_LIMIT: usize = 50_000;
+/// Bytes per bulk seeding call: room for 50,000 records of a dozen properties.
+const SEED_MANY_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// A handle on a simulator's state; cheap to clone.
 #[derive(Clone)]
@@ -124,6 +130,14 @@ impl Simulator {
         }
     }
 
+    /// Changes `SimConfig::search_index_delay` on every portal. A write is judged by the delay
+    /// in force when it happened and when search looks: seed with no delay and turn it on
+    /// afterwards to have a large portal indexed at once; set it back to zero and search sees
+    /// every write.
+    pub fn set_search_index_delay(&self, delay: Duration) {
+        self.sim.lock().set_search_index_delay(delay);
+    }
+
     pub fn inject_fault(&self, fault: Fault) {
         self.sim.lock().faults.push(fault);
     }
@@ -157,6 +171,57 @@ impl Simulator {
             return Err(ApiError::conflict(format!("{name} already belongs to record {id}")));
         }
         Ok(hub.create(object_type, &values, Source::Import, now_ms()).to_string())
+    }
+
+    /// Seeds many records at once, under one lock: each as [`seed`](Self::seed) would (source
+    /// `IMPORT`, the same webhook events), hundreds of thousands in seconds. Read-only
+    /// properties may be set, e.g. `lastmodifieddate` (contacts) or `hs_lastmodifieddate` to
+    /// stage 20,000 records changed at the same instant. All or nothing: an invalid record, or a
+    /// unique value taken (also by another record of the call), seeds none. Returns the new
+    /// records' ids, in order.
+    pub fn seed_many(&self, hub_id: u64, object_type: &str, records: impl IntoIterator<Item = Value>) -> Vec<String> {
+        self.try_seed_many(hub_id, object_type, records).unwrap_or_else(|e| panic!("hubspot-sim: seed_many: {e}"))
+    }
+
+    fn try_seed_many(
+        &self,
+        hub_id: u64,
+        object_type: &str,
+        records: impl IntoIterator<Item = Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        let object_type = objects::object_type(object_type)?;
+        let mut state = self.sim.lock();
+        let hub = &mut state.portals.get_mut(&hub_id).ok_or_else(|| unknown_portal(hub_id))?.hub;
+        let unique: Vec<String> = hub
+            .properties(object_type)
+            .iter()
+            .filter(|p| p.has_unique_value && !p.archived)
+            .map(|p| p.name.clone())
+            .collect();
+        let mut taken: HashMap<(usize, String), usize> = HashMap::new();
+        let mut all = Vec::new();
+        for (n, properties) in records.into_iter().enumerate() {
+            let at = |e: ApiError| e.with("context", json!({ "record": [n.to_string()] }));
+            let properties = match properties {
+                Value::Object(map) => map,
+                Value::Null => Map::new(),
+                _ => return Err(at(ApiError::bad_request(format!("record {n}: properties must be a JSON object")))),
+            };
+            let values = validate(hub.properties(object_type), &properties, true)
+                .map_err(|p| at(ApiError::invalid_properties(&p)))?;
+            if let Some((name, id)) = hub.unique_conflict(object_type, &values, None) {
+                return Err(at(ApiError::conflict(format!("record {n}: {name} already belongs to record {id}"))));
+            }
+            for (i, name) in unique.iter().enumerate() {
+                let Some(value) = values.get(name).filter(|v| !v.is_empty()) else { continue };
+                if let Some(first) = taken.insert((i, value.clone()), n) {
+                    return Err(at(ApiError::conflict(format!("record {n}: {name} {value} is also record {first}'s"))));
+                }
+            }
+            all.push(values);
+        }
+        let now = now_ms();
+        Ok(all.into_iter().map(|values| hub.create(object_type, &values, Source::Import, now).to_string()).collect())
     }
 
     /// Everything stored about a record (archived ones included): properties, timestamps,
@@ -427,6 +492,13 @@ async fn set_rate_limit(State(sim): State<Sim>, Path(hub_id): Path<u64>, body: B
     Ok(ok())
 }
 
+async fn set_search_index_delay(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let ms = field(&body, "ms")?.as_u64().ok_or_else(|| ApiError::bad_request("ms must be a number"))?;
+    handle(&sim).set_search_index_delay(Duration::from_millis(ms));
+    Ok(ok())
+}
+
 async fn inject_fault(State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
     handle(&sim).inject_fault(fault_from_json(&parse_json(&body)?)?);
     Ok(ok())
@@ -451,6 +523,26 @@ async fn seed(
     let body = parse_json(&body)?;
     let id = handle(&sim).try_seed(hub_id, &object, body.get("properties").unwrap_or(&Value::Null))?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
+}
+
+/// `{"records": [{properties}…]}` → 201 `{"ids": […]}`.
+async fn seed_many(
+    State(sim): State<Sim>,
+    Path((hub_id, object)): Path<(u64, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body = parse_json(&body)?;
+    let Some(Value::Array(records)) = body.get("records").cloned() else {
+        return Err(ApiError::bad_request("`records` must be an array of property objects"));
+    };
+    if records.len() > SEED_MANY_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "At most {SEED_MANY_LIMIT} records per call, not {}: split them",
+            records.len()
+        )));
+    }
+    let ids = handle(&sim).try_seed_many(hub_id, &object, records)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "ids": ids }))).into_response())
 }
 
 async fn records(State(sim): State<Sim>, Path((hub_id, object)): Path<(u64, String)>) -> Response {
@@ -571,6 +663,10 @@ pub fn routes() -> Router<Sim> {
         .route("/_sim/portals", post(add_portal))
         .route("/_sim/portals/{hubId}/rate-limit", put(set_rate_limit))
         .route("/_sim/portals/{hubId}/objects/{objectType}", get(records).post(seed))
+        .route(
+            "/_sim/portals/{hubId}/objects/{objectType}/bulk",
+            post(seed_many).layer(DefaultBodyLimit::max(SEED_MANY_BODY_LIMIT)),
+        )
         .route("/_sim/portals/{hubId}/objects/{objectType}/{objectId}", get(record).patch(edit_as_user))
         .route("/_sim/portals/{hubId}/objects/{objectType}/{objectId}/restore", post(restore))
         .route("/_sim/portals/{hubId}/objects/{objectType}/{objectId}/merge", post(merge))
@@ -579,6 +675,7 @@ pub fn routes() -> Router<Sim> {
         .route("/_sim/portals/{hubId}/lists/{listId}/members", get(list_members))
         .route("/_sim/tokens", post(issue_tokens))
         .route("/_sim/tokens/expire", post(expire_token))
+        .route("/_sim/search-index-delay", put(set_search_index_delay))
         .route("/_sim/faults", post(inject_fault).delete(clear_faults))
         .route("/_sim/requests", get(request_count))
         .route("/_sim/authorize-denies", put(authorize_denies))

@@ -55,7 +55,9 @@ pub async fn crm_auth(State(sim): State<Sim>, mut request: Request, next: Next) 
         let search = request.uri().path().ends_with("/search");
         caller.and_then(|caller| {
             let taken = if search {
-                ratelimit::take_search(&mut state, caller.hub_id).map(|_| None).map_err(|_| ApiError::search_limited())
+                ratelimit::take_search(&mut state, caller.hub_id, sim.config.search_rate_limit_per_second)
+                    .map(|_| None)
+                    .map_err(|_| ApiError::search_limited())
             } else {
                 ratelimit::take(&mut state, caller.hub_id, &caller.client_id, sim.config.rate_limit_per_10s)
                     .map(Some)

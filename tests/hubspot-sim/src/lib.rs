@@ -43,7 +43,7 @@ use axum::routing::{delete, get, post, put};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use admin::Simulator;
+pub use admin::{SEED_MANY_LIMIT, Simulator};
 pub use associations::ASSOCIATION_BATCH_LIMIT;
 pub use faults::{Fault, FaultKind};
 pub use lists::{MEMBERSHIP_IDS_LIMIT, MEMBERSHIP_PAGE_MAX};

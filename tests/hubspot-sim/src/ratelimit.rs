@@ -37,11 +37,12 @@ pub fn take(state: &mut State, hub_id: u64, client_id: &str, default_max: u32) -
     count(state, (hub_id, client_id.to_string()), max, WINDOW)
 }
 
-/// Counts a search request against the portal's per-second search limit.
-pub fn take_search(state: &mut State, hub_id: u64) -> Result<Budget, Budget> {
+/// Counts a search request against the portal's per-second search limit
+/// (`SimConfig::search_rate_limit_per_second`, HubSpot's [`SEARCH_PER_SECOND`] by default).
+pub fn take_search(state: &mut State, hub_id: u64, per_second: u32) -> Result<Budget, Budget> {
     // Apps cannot be named "search" in client ids HubSpot issues (they are UUIDs), so the key
     // cannot collide with an app's window.
-    count(state, (hub_id, "search".to_string()), SEARCH_PER_SECOND, SEARCH_WINDOW)
+    count(state, (hub_id, "search".to_string()), per_second, SEARCH_WINDOW)
 }
 
 fn count(state: &mut State, key: (u64, String), max: u32, span: Duration) -> Result<Budget, Budget> {

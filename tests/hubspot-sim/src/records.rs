@@ -2,8 +2,12 @@
 //! and by whom it was written (webhooks and `propertiesWithHistory` need `changeSource`/`sourceId`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::properties::{PropertyDef, default_properties};
 use crate::state::{ObjectType, iso};
@@ -74,6 +78,67 @@ pub struct Record {
     pub history: BTreeMap<String, Vec<Stamped>>,
     /// Bumped by every write that changed something.
     pub version: u64,
+    /// What search still sees while the last change is not indexed yet
+    /// (`SimConfig::search_index_delay`); `None` without a delay or once it is.
+    pub pending: Option<Pending>,
+}
+
+/// A change search has not caught up with.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// When the record last changed.
+    pub since: Instant,
+    /// The state search still has: `None` for a record created since.
+    pub previous: Option<Box<Indexed>>,
+}
+
+/// A record's state as search's index holds it.
+#[derive(Debug, Clone)]
+pub struct Indexed {
+    pub values: BTreeMap<String, Stamped>,
+    pub updated_at: i64,
+    pub archived_at: Option<i64>,
+}
+
+/// A record as search sees it: its current state or, within the index delay, its previous one.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub record: &'a Record,
+    pub values: &'a BTreeMap<String, Stamped>,
+    pub updated_at: i64,
+}
+
+impl<'a> View<'a> {
+    pub fn value(&self, name: &str) -> Option<&'a str> {
+        self.values.get(name).map(|s| s.value.as_str())
+    }
+
+    /// The `SimplePublicObject` JSON of what search sees.
+    pub fn to_json(self, object_type: ObjectType, selection: Selection) -> Value {
+        self.record.render(self.values, self.updated_at, None, object_type, selection, &[])
+    }
+}
+
+/// A property value as a number, for comparisons: numbers, ms-epoch strings, ISO datetimes and
+/// calendar dates (midnight UTC), the latter two in ms.
+pub fn as_number(value: &str) -> Option<f64> {
+    let value = value.trim();
+    if let Ok(n) = value.parse::<f64>() {
+        return Some(n);
+    }
+    if let Ok(t) = OffsetDateTime::parse(value, &Rfc3339) {
+        return Some((t.unix_timestamp_nanos() / 1_000_000) as f64);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(value, &format).ok().map(|d| (d.midnight().assume_utc().unix_timestamp() * 1000) as f64)
+}
+
+/// A date or datetime value in ms since the epoch.
+pub fn as_ms(value: &str) -> Option<i64> {
+    match value.trim().parse::<i64>() {
+        Ok(ms) => Some(ms),
+        Err(_) => as_number(value).filter(|n| n.is_finite()).map(|n| n as i64),
+    }
 }
 
 /// One change to a portal's CRM, logged for webhooks (`{type}.{kind}` events).
@@ -131,22 +196,36 @@ impl Record {
 
     /// The `SimplePublicObject` JSON.
     pub fn to_json(&self, object_type: ObjectType, selection: Selection, with_history: &[String]) -> Value {
+        self.render(&self.values, self.updated_at, self.archived_at, object_type, selection, with_history)
+    }
+
+    /// The `SimplePublicObject` JSON of this record with these values.
+    fn render(
+        &self,
+        values: &BTreeMap<String, Stamped>,
+        updated_at: i64,
+        archived_at: Option<i64>,
+        object_type: ObjectType,
+        selection: Selection,
+        with_history: &[String],
+    ) -> Value {
+        let value = |name: &str| values.get(name).map_or(Value::Null, |s| json!(s.value));
         let mut properties = Map::new();
         match selection {
             Selection::All => {
-                for (name, stamped) in &self.values {
+                for (name, stamped) in values {
                     properties.insert(name.clone(), json!(stamped.value));
                 }
             }
             Selection::Default => {
                 for name in object_type.default_properties() {
-                    properties.insert(name.to_string(), self.value(name).map_or(Value::Null, |v| json!(v)));
+                    properties.insert(name.to_string(), value(name));
                 }
             }
             Selection::Named(names) => {
                 let always = ["createdate", "hs_object_id", object_type.modified_property()];
                 for name in names.iter().map(String::as_str).chain(always) {
-                    properties.insert(name.to_string(), self.value(name).map_or(Value::Null, |v| json!(v)));
+                    properties.insert(name.to_string(), value(name));
                 }
             }
         }
@@ -154,10 +233,10 @@ impl Record {
             "id": self.id.to_string(),
             "properties": properties,
             "createdAt": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
-            "archived": self.is_archived(),
+            "updatedAt": iso(updated_at),
+            "archived": archived_at.is_some(),
         });
-        if let Some(at) = self.archived_at {
+        if let Some(at) = archived_at {
             object["archivedAt"] = json!(iso(at));
         }
         if !with_history.is_empty() {
@@ -201,7 +280,7 @@ impl Record {
                 continue;
             }
             let stamped = Stamped { value: value.clone(), timestamp: now, source };
-            self.history.entry(name.clone()).or_default().insert(0, stamped.clone());
+            push_history(&mut self.history, name, stamped.clone());
             if value.is_empty() {
                 self.values.remove(name);
             } else {
@@ -214,15 +293,25 @@ impl Record {
             let modified = object_type.modified_property();
             if !values.contains_key(modified) {
                 let stamped = Stamped { value: now.to_string(), timestamp: now, source };
-                self.history.entry(modified.to_string()).or_default().insert(0, stamped.clone());
+                push_history(&mut self.history, modified, stamped.clone());
                 self.values.insert(modified.to_string(), stamped);
                 changed.push(modified.to_string());
             }
-            self.updated_at = self.value(modified).and_then(|v| v.parse().ok()).unwrap_or(now);
+            self.updated_at = self.value(modified).and_then(as_ms).unwrap_or(now);
             self.version += 1;
         }
         changed
     }
+}
+
+/// Adds a write to a property's history, newest first. Most properties are written once: their
+/// history gets room for exactly one entry (a portal may hold hundreds of thousands of records).
+fn push_history(history: &mut BTreeMap<String, Vec<Stamped>>, name: &str, stamped: Stamped) {
+    let entries = match history.get_mut(name) {
+        Some(entries) => entries,
+        None => history.entry(name.to_string()).or_insert_with(|| Vec::with_capacity(1)),
+    };
+    entries.insert(0, stamped);
 }
 
 /// The live records holding each value of one property. Normally one per value, but a property
@@ -246,10 +335,17 @@ pub struct Hub {
     /// Changes not yet published as webhook events.
     changes: Vec<Change>,
     next_id: u64,
+    /// Per type: (last-modified time in ms, id) of every live record, so search finds a time
+    /// window (and one instant's records in id order) without looking at every record.
+    modified: BTreeMap<ObjectType, BTreeSet<(i64, u64)>>,
+    /// How long search lags behind writes (`SimConfig::search_index_delay`).
+    search_delay: Duration,
+    /// Per type: the records with a `pending` change (some may be indexed by now).
+    pending: BTreeMap<ObjectType, BTreeSet<u64>>,
 }
 
 impl Hub {
-    pub fn new() -> Hub {
+    pub fn new(search_delay: Duration) -> Hub {
         let properties = ObjectType::ALL.iter().map(|&t| (t, default_properties(t))).collect();
         let mut hub = Hub {
             properties,
@@ -258,6 +354,9 @@ impl Hub {
             links: BTreeSet::new(),
             changes: Vec::new(),
             next_id: 101,
+            modified: BTreeMap::new(),
+            search_delay,
+            pending: BTreeMap::new(),
         };
         for object_type in ObjectType::ALL {
             let unique: Vec<String> =
@@ -330,6 +429,72 @@ impl Hub {
         self.records.get(&object_type).into_iter().flat_map(move |m| m.range(first..).map(|(_, r)| r))
     }
 
+    /// How many records of a type there are, archived ones included.
+    pub fn record_count(&self, object_type: ObjectType) -> usize {
+        self.records.get(&object_type).map_or(0, BTreeMap::len)
+    }
+
+    /// Records with ids in `range`, archived ones included, in id order.
+    pub fn records_in(
+        &self,
+        object_type: ObjectType,
+        range: (Bound<u64>, Bound<u64>),
+    ) -> impl DoubleEndedIterator<Item = &Record> {
+        self.records.get(&object_type).into_iter().flat_map(move |m| m.range(range).map(|(_, r)| r))
+    }
+
+    /// (last-modified ms, id) of the live records in `range` of that order; ranges that hold
+    /// nothing (start after end) are fine.
+    pub fn modified_in(
+        &self,
+        object_type: ObjectType,
+        from: (i64, u64),
+        to: (i64, u64),
+    ) -> impl DoubleEndedIterator<Item = (i64, u64)> + '_ {
+        let range = (from <= to).then_some(from..=to);
+        self.modified.get(&object_type).zip(range).into_iter().flat_map(|(index, range)| index.range(range).copied())
+    }
+
+    /// Changes how long search lags behind writes, from the next write on (changes pending
+    /// already are judged by the new delay too).
+    pub fn set_search_delay(&mut self, delay: Duration) {
+        self.search_delay = delay;
+    }
+
+    /// Forgets the pending changes of a type that search has indexed by `now`; returns the ids
+    /// of those it has not.
+    pub fn settle_search(&mut self, object_type: ObjectType, now: Instant) -> Vec<u64> {
+        let delay = self.search_delay;
+        let (Some(ids), Some(records)) = (self.pending.get_mut(&object_type), self.records.get_mut(&object_type))
+        else {
+            return Vec::new();
+        };
+        ids.retain(|id| {
+            let Some(record) = records.get_mut(id) else { return false };
+            let fresh = record.pending.as_ref().is_some_and(|p| now.saturating_duration_since(p.since) < delay);
+            if !fresh {
+                record.pending = None;
+            }
+            fresh
+        });
+        ids.iter().copied().collect()
+    }
+
+    /// A record as search sees it at `now`, `None` if it does not see it.
+    pub fn search_view<'a>(&self, record: &'a Record, now: Instant) -> Option<View<'a>> {
+        match &record.pending {
+            Some(pending) if now.saturating_duration_since(pending.since) < self.search_delay => {
+                let previous = pending.previous.as_deref().filter(|p| p.archived_at.is_none())?;
+                Some(View { record, values: &previous.values, updated_at: previous.updated_at })
+            }
+            _ => (!record.is_archived()).then_some(View {
+                record,
+                values: &record.values,
+                updated_at: record.updated_at,
+            }),
+        }
+    }
+
     /// Looks a live record up by id (`hs_object_id`) or by a property's value. Emails compare
     /// case-insensitively, as HubSpot stores them lower-cased.
     pub fn find(&self, object_type: ObjectType, id_property: Option<&str>, key: &str) -> Option<&Record> {
@@ -372,7 +537,7 @@ impl Hub {
     ) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        let created_at = values.get("createdate").and_then(|v| v.parse().ok()).unwrap_or(now);
+        let created_at = values.get("createdate").and_then(|v| as_ms(v)).unwrap_or(now);
         let mut record = Record {
             id,
             created_at,
@@ -381,12 +546,21 @@ impl Hub {
             values: BTreeMap::new(),
             history: BTreeMap::new(),
             version: 0,
+            pending: None,
         };
         let mut all = values.clone();
         all.insert("hs_object_id".into(), id.to_string());
         all.entry("createdate".into()).or_insert_with(|| now.to_string());
         let changed = record.apply(object_type, &all, source, now);
         index_record(self.indexes.entry(object_type).or_default(), &record, true);
+        if let Some(key) = modified_key(object_type, &record) {
+            self.modified.entry(object_type).or_default().insert(key);
+        }
+        if !self.search_delay.is_zero() {
+            // Not in search's index yet.
+            record.pending = Some(Pending { since: Instant::now(), previous: None });
+            self.pending.entry(object_type).or_default().insert(id);
+        }
         // Values set at creation are property changes too: propertyChange subscribers hear of them.
         self.log(object_type, id, source, now, ChangeKind::Created);
         self.changes.extend(property_changes(object_type, &record, &changed, source, now));
@@ -405,9 +579,24 @@ impl Hub {
     ) -> Option<bool> {
         let record = self.records.get_mut(&object_type)?.get_mut(&id).filter(|r| !r.is_archived())?;
         let indexes = self.indexes.entry(object_type).or_default();
+        let modified = self.modified.entry(object_type).or_default();
+        let stale = indexed_state(record, self.search_delay);
         index_record(indexes, record, false);
+        let old_key = modified_key(object_type, record);
         let changed = record.apply(object_type, values, source, now);
         index_record(indexes, record, true);
+        let new_key = modified_key(object_type, record);
+        if old_key != new_key {
+            if let Some(key) = old_key {
+                modified.remove(&key);
+            }
+            if let Some(key) = new_key {
+                modified.insert(key);
+            }
+        }
+        if !changed.is_empty() && mark_pending(record, stale, self.search_delay) {
+            self.pending.entry(object_type).or_default().insert(id);
+        }
         self.changes.extend(property_changes(object_type, record, &changed, source, now));
         Some(!changed.is_empty())
     }
@@ -425,11 +614,18 @@ impl Hub {
         if record.is_archived() {
             return false;
         }
+        let stale = indexed_state(record, self.search_delay);
         // Archived records free their unique values.
         index_record(self.indexes.entry(object_type).or_default(), record, false);
+        if let Some(key) = modified_key(object_type, record) {
+            self.modified.entry(object_type).or_default().remove(&key);
+        }
         record.archived_at = Some(now);
         record.updated_at = now;
         record.version += 1;
+        if mark_pending(record, stale, self.search_delay) {
+            self.pending.entry(object_type).or_default().insert(id);
+        }
         true
     }
 
@@ -444,10 +640,17 @@ impl Hub {
             return Err(format!("{name} now belongs to record {holder}"));
         }
         let record = self.records.get_mut(&object_type).and_then(|m| m.get_mut(&id)).expect("found above");
+        let stale = indexed_state(record, self.search_delay);
         record.archived_at = None;
         record.updated_at = now;
         record.version += 1;
         index_record(self.indexes.entry(object_type).or_default(), record, true);
+        if let Some(key) = modified_key(object_type, record) {
+            self.modified.entry(object_type).or_default().insert(key);
+        }
+        if mark_pending(record, stale, self.search_delay) {
+            self.pending.entry(object_type).or_default().insert(id);
+        }
         self.log(object_type, id, source, now, ChangeKind::Restored);
         Ok(())
     }
@@ -579,6 +782,37 @@ fn property_changes(
             kind: ChangeKind::Property { name: name.clone(), value },
         }
     })
+}
+
+/// Where a record sorts by modification time, if it has one.
+fn modified_key(object_type: ObjectType, record: &Record) -> Option<(i64, u64)> {
+    record.value(object_type.modified_property()).and_then(as_ms).map(|ms| (ms, record.id))
+}
+
+/// Before a change: the state search has for the record if the change is the first it has not
+/// indexed (`None` without a delay, or while an earlier change is still pending).
+fn indexed_state(record: &Record, delay: Duration) -> Option<Indexed> {
+    let pending = record.pending.as_ref().is_some_and(|p| p.since.elapsed() < delay);
+    (!delay.is_zero() && !pending).then(|| Indexed {
+        values: record.values.clone(),
+        updated_at: record.updated_at,
+        archived_at: record.archived_at,
+    })
+}
+
+/// After a change: search keeps seeing the state it has for another `delay`. Returns whether
+/// the record has a pending change now.
+fn mark_pending(record: &mut Record, stale: Option<Indexed>, delay: Duration) -> bool {
+    if delay.is_zero() {
+        return false;
+    }
+    let since = Instant::now();
+    match (&mut record.pending, stale) {
+        // A change on top of one not indexed yet: search still has the state before both.
+        (Some(pending), None) => pending.since = since,
+        (_, stale) => record.pending = Some(Pending { since, previous: stale.map(Box::new) }),
+    }
+    true
 }
 
 /// Adds a live record's values to its type's indexes, or takes them out (`add: false`).

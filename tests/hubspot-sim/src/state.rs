@@ -70,6 +70,12 @@ pub struct SimConfig {
     /// HubSpot retries 10 times, spread over 24 hours with jitter; the default keeps HubSpot's
     /// count and doubling but starts at 100 ms and caps at 1 s, so tests see retries quickly.
     pub webhook_retry_delays: Vec<Duration>,
+    /// How long search lags behind writes, like HubSpot's eventually consistent index: a record
+    /// created or changed less than this long ago is found by search as it was before (a new
+    /// one not at all). Zero (the default): search sees every write at once.
+    pub search_index_delay: Duration,
+    /// Searches per second per portal (HubSpot: 5). Raise it to test search itself quickly.
+    pub search_rate_limit_per_second: u32,
 }
 
 impl Default for SimConfig {
@@ -83,6 +89,8 @@ impl Default for SimConfig {
             webhook_flush_delay: Duration::from_millis(50),
             webhook_timeout: Duration::from_secs(5),
             webhook_retry_delays: (0..10).map(|n| Duration::from_millis((100 << n).min(1000))).collect(),
+            search_index_delay: Duration::ZERO,
+            search_rate_limit_per_second: crate::ratelimit::SEARCH_PER_SECOND,
         }
     }
 }
@@ -288,10 +296,12 @@ pub struct State {
     pub installs: BTreeSet<(String, u64)>,
     pub webhooks: Webhooks,
     next_app_id: u64,
+    /// `SimConfig::search_index_delay`, for the portals added later.
+    search_index_delay: Duration,
 }
 
 impl State {
-    fn new() -> State {
+    fn new(search_index_delay: Duration) -> State {
         let mut state = State {
             apps: BTreeMap::new(),
             portals: BTreeMap::new(),
@@ -307,6 +317,7 @@ impl State {
             webhooks: Webhooks::default(),
             // The default app gets 54321, the app id of HubSpot's documentation examples.
             next_app_id: 54_320,
+            search_index_delay,
         };
         state.add_app(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET);
         state.add_portal(DEFAULT_PORTAL, ALL_SCOPES.iter().map(|s| s.to_string()));
@@ -336,11 +347,19 @@ impl State {
                     rate_limit: None,
                     user_id: 9_000_000 + hub_id,
                     user_email: format!("admin@portal-{hub_id}.example.com"),
-                    hub: Hub::new(),
+                    hub: Hub::new(self.search_index_delay),
                     lists: Lists::default(),
                 };
                 self.portals.insert(hub_id, portal);
             }
+        }
+    }
+
+    /// Sets how long search lags behind writes, on every portal and those added later.
+    pub fn set_search_index_delay(&mut self, delay: Duration) {
+        self.search_index_delay = delay;
+        for portal in self.portals.values_mut() {
+            portal.hub.set_search_delay(delay);
         }
     }
 
@@ -415,8 +434,8 @@ pub type Sim = Arc<Shared>;
 impl Shared {
     pub fn new(config: SimConfig) -> Sim {
         Arc::new(Shared {
+            state: Mutex::new(State::new(config.search_index_delay)),
             config,
-            state: Mutex::new(State::new()),
             webhook_wake: Notify::new(),
             webhook_settled: Notify::new(),
         })
