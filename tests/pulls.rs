@@ -171,3 +171,160 @@ async fn a_full_sync_sends_everything_again_and_a_new_inbound_field_is_backfille
     assert_eq!(backfilled.len(), 250);
     assert!(backfilled.iter().all(|r| r["fields"] == json!({ "title": "Engineer" })), "{:?}", backfilled[0]);
 }
+
+/// Seeds `n` contacts an hour in the past, with distinct last-modified times.
+fn seed_contacts(setup: &PushSetup, n: usize) {
+    let start = (setup.world.deps.clock.now() - time::Duration::hours(1)).unix_timestamp() * 1000;
+    for i in 0..n {
+        let at = (start + i as i64).to_string();
+        setup.world.sim.seed(
+            PORTAL,
+            "contacts",
+            json!({ "email": format!("user{i}@example.com"), "firstname": format!("U{i}"), "lastmodifieddate": at }),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_job_after_a_crash_delivers_nothing_twice() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    let worker = PullWorker::new(setup.world.deps.clone());
+    drain_bulk(&setup, &worker).await; // the first save's (empty) backfill
+    seed_contacts(&setup, 150);
+    start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
+
+    // The worker delivers, then dies before the queue hears of it: the job comes back.
+    let queue = &setup.world.deps.bulk.work;
+    let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
+    bulk_worker::handle(&worker, queue.as_ref(), sqs_event(&batch)).await;
+    assert_eq!(platform.records().len(), 150);
+    queue.change_visibility(&batch[0].receipt_handle, Duration::ZERO).await.unwrap();
+    drain_bulk(&setup, &worker).await;
+    assert_eq!(platform.records().len(), 150, "the replayed page's records were already delivered");
+}
+
+#[tokio::test]
+async fn an_access_token_expiring_mid_run_is_renewed_and_the_run_completes() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    let worker = PullWorker::new(setup.world.deps.clone());
+    drain_bulk(&setup, &worker).await;
+    seed_contacts(&setup, 450);
+    let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None)
+        .await
+        .unwrap();
+    let token = setup.world.deps.tokens.access_token(&setup.connection.id).await.unwrap();
+    setup.world.sim.expire_access_token(token.expose());
+    drain_bulk(&setup, &worker).await;
+    assert_eq!(platform.records().len(), 450);
+    let run = setup.world.deps.store.get_run(&setup.connection.id, &run.run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_connection_disabled_mid_run_stops_its_pull_with_the_reason() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    let worker = PullWorker::new(setup.world.deps.clone());
+    drain_bulk(&setup, &worker).await;
+    seed_contacts(&setup, 50);
+    let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None)
+        .await
+        .unwrap();
+    let mut connection = setup.connection.clone();
+    connection.status = hubsync::domain::ConnectionStatus::Disabled;
+    setup.world.deps.store.put_connection(&connection).await.unwrap();
+    drain_bulk(&setup, &worker).await;
+    assert!(platform.records().is_empty());
+    let run = setup.world.deps.store.get_run(&setup.connection.id, &run.run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.counts.skipped.get("connection is disabled"), Some(&1), "{:?}", run.counts);
+}
+
+#[tokio::test]
+async fn a_pull_past_the_ten_thousand_result_wall_misses_nothing() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    let worker = PullWorker::new(setup.world.deps.clone());
+    drain_bulk(&setup, &worker).await;
+    // 20,000 contacts imported at one instant, then 1,500 changes four to a millisecond: a
+    // search of the import alone would hit HubSpot's 10,000-result wall.
+    let imported = 1_700_000_000_000_i64;
+    let records = (0..21_500).map(|i: i64| {
+        let at = if i < 20_000 { imported } else { imported + 1 + (i - 20_000) / 4 };
+        json!({ "email": format!("c{i}@example.com"), "firstname": format!("C{i}"), "lastmodifieddate": at.to_string() })
+    });
+    setup.world.sim.seed_many(PORTAL, "contacts", records);
+    start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
+    drain_bulk(&setup, &worker).await;
+    let keys: BTreeSet<String> =
+        platform.records().iter().map(|r| r["record_key"].as_str().unwrap().to_string()).collect();
+    assert_eq!(keys.len(), 21_500);
+    assert_eq!(platform.records().len(), 21_500, "and none twice");
+}
+
+#[tokio::test]
+async fn a_change_search_has_not_indexed_yet_is_delivered_by_the_next_run() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    let worker = PullWorker::new(setup.world.deps.clone());
+    drain_bulk(&setup, &worker).await;
+    seed_contacts(&setup, 30);
+    let pull = || start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None);
+    pull().await.unwrap();
+    drain_bulk(&setup, &worker).await;
+    assert_eq!(platform.records().len(), 30);
+
+    // Search's index lags: a change made just before the run is not found by it.
+    setup.world.sim.set_search_index_delay(Duration::from_millis(1_500));
+    let ada = setup.world.sim.records(PORTAL, "contacts")[7]["id"].as_str().unwrap().to_string();
+    setup.world.sim.edit_as_user(PORTAL, "contacts", &ada, json!({ "firstname": "Augusta" }));
+    setup.world.clock.advance(time::Duration::seconds(5));
+    pull().await.unwrap();
+    drain_bulk(&setup, &worker).await;
+    assert_eq!(platform.records().len(), 30, "not indexed yet: nothing new");
+
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    setup.world.clock.advance(time::Duration::seconds(5));
+    pull().await.unwrap();
+    drain_bulk(&setup, &worker).await;
+    let records = platform.records();
+    assert_eq!(records.len(), 31);
+    assert_eq!(records[30]["fields"]["first_name"], "Augusta");
+}
+
+#[tokio::test]
+async fn records_changed_during_a_run_are_left_to_the_next_one_and_nothing_is_skipped() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    let worker = PullWorker::new(setup.world.deps.clone());
+    drain_bulk(&setup, &worker).await;
+    seed_contacts(&setup, 600);
+    let pull = || start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None);
+    pull().await.unwrap();
+
+    // While the run goes, a person edits contacts it has not reached yet: they move past the
+    // run's start. Offsets would now skip records; the cursor-based walk does not.
+    let contacts = setup.world.sim.records(PORTAL, "contacts");
+    for contact in &contacts[400..410] {
+        setup.world.sim.edit_as_user(
+            PORTAL,
+            "contacts",
+            contact["id"].as_str().unwrap(),
+            json!({ "firstname": "Edited" }),
+        );
+    }
+    drain_bulk(&setup, &worker).await;
+    let first: BTreeSet<String> =
+        platform.records().iter().map(|r| r["record_key"].as_str().unwrap().to_string()).collect();
+    assert_eq!(first.len(), 590, "the ten edited ones belong to the next run");
+
+    setup.world.clock.advance(time::Duration::seconds(5));
+    pull().await.unwrap();
+    drain_bulk(&setup, &worker).await;
+    let all: BTreeSet<String> =
+        platform.records().iter().map(|r| r["record_key"].as_str().unwrap().to_string()).collect();
+    assert_eq!(all.len(), 600);
+    assert_eq!(platform.records().iter().filter(|r| r["fields"]["first_name"] == "Edited").count(), 10);
+}
