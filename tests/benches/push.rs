@@ -9,6 +9,7 @@
 //! against the ceiling (limit × 100 records per call), HubSpot calls per 1,000 records, 429s,
 //! and the process's peak memory (which includes the simulator's stored records).
 
+use hubsync_tests::bench::{env, peak_memory_mib};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -103,10 +104,6 @@ async fn main() {
     local.shutdown().await;
 }
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 /// Feeds `records` changes, as Lambda would in batches of 100, to concurrent workers; returns
 /// how many messages were left for a retry. Bodies are made per batch, as they would arrive.
 async fn push_all(deps: &Deps, connection: &ConnectionId, records: usize, workers: usize, changed_at: &str) -> usize {
@@ -159,15 +156,4 @@ async fn failures(deps: &Deps, connection: &ConnectionId) -> (u64, u64) {
         .sum();
     let failed = runs.iter().flat_map(|r| r.counts.failed.values()).sum();
     (rate_limited, failed)
-}
-
-/// The process's peak resident memory (Linux's VmHWM), in MiB.
-fn peak_memory_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }

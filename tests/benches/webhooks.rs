@@ -15,6 +15,7 @@
 //! the portal's HubSpot rate limit, for minutes; measured after them, an edit would wait its
 //! turn behind that backlog.
 
+use hubsync_tests::bench::{env, peak_memory_mib, process_cpu_seconds};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -211,10 +212,6 @@ async fn main() {
     local.shutdown().await;
 }
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 /// One signed request of `batch` new events through the receiver's router; returns how long
 /// the router took to answer. The body and signature are made before the clock starts, as
 /// HubSpot makes them.
@@ -334,26 +331,4 @@ fn goal(name: &str, measured: Duration, goal: Duration) -> String {
         format!("{} s", goal.as_secs_f64())
     };
     format!("{name} < {goal}: {verdict}")
-}
-
-/// User and system CPU time of the whole process so far (every thread), from /proc/self/stat.
-fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name (which may hold spaces); utime and stime are the 12th and 13th.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.iter().skip(11).take(2).filter_map(|v| v.parse::<f64>().ok()).sum();
-    // Linux reports these in USER_HZ, 100 per second.
-    ticks / 100.0
-}
-
-/// The process's peak resident memory (Linux's VmHWM), in MiB.
-fn peak_memory_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
 }

@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
 use hubsync::adapters::{DynamoStore, SqsQueue};
 
+pub mod bench;
 pub mod lambda;
 pub mod local;
 pub mod oauth;

@@ -32,6 +32,23 @@ pub struct ObjectConfig {
     pub lists: Vec<String>,
 }
 
+impl ObjectConfig {
+    /// The record's own properties that inbound deliveries read: inbound fields (not those of
+    /// an associated record) and the match key, each once.
+    pub fn inbound_properties(&self) -> Vec<String> {
+        let mut properties: Vec<String> = self
+            .fields
+            .iter()
+            .filter(|f| f.direction.comes_in() && f.from_associated.is_none())
+            .map(|f| f.hubspot_property.clone())
+            .collect();
+        properties.push(self.match_key.property().to_string());
+        properties.sort();
+        properties.dedup();
+        properties
+    }
+}
+
 /// How a platform record finds its HubSpot record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

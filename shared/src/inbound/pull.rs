@@ -196,13 +196,7 @@ impl PullWorker {
             return Verdict::Done;
         };
         let key_property = object_config.match_key.property().to_string();
-        let mut properties: Vec<String> = object_config
-            .fields
-            .iter()
-            .filter(|f| f.direction.comes_in() && f.from_associated.is_none())
-            .map(|f| f.hubspot_property.clone())
-            .collect();
-        properties.push(key_property.clone());
+        let properties = object_config.inbound_properties();
 
         let mut walk = job.walk.clone();
         for _ in 0..PAGES_PER_JOB {

@@ -308,15 +308,7 @@ impl InboundWorker {
     /// Reads the records that still exist (100 a call) and builds what the platform receives.
     async fn read(&self, target: &Target, object: ObjectType, config: &ObjectConfig, records: &mut [Pending]) {
         let key_property = config.match_key.property().to_string();
-        let mut properties: Vec<String> = config
-            .fields
-            .iter()
-            .filter(|f| f.direction.comes_in() && f.from_associated.is_none())
-            .map(|f| f.hubspot_property.clone())
-            .collect();
-        properties.push(key_property.clone());
-        properties.sort();
-        properties.dedup();
+        let properties = config.inbound_properties();
 
         let mut to_read = Vec::new();
         for (i, record) in records.iter_mut().enumerate() {
