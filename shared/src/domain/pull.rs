@@ -21,8 +21,6 @@ use super::CursorPosition;
 
 /// Records per search page (HubSpot's maximum).
 pub const PAGE_SIZE: usize = 200;
-/// Forward paging restarts as a new query before it nears HubSpot's 10,000-result wall.
-pub const MAX_FORWARD_OFFSET: usize = 9_600;
 
 /// The next search to make.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

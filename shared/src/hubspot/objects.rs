@@ -358,7 +358,8 @@ impl<'a> Objects<'a> {
             "filterGroups": [{ "filters": filters }],
             "sorts": [{ "propertyName": sort_by, "direction": "ASCENDING" }],
             "properties": wanted,
-            "limit": SEARCH_PAGE_LIMIT,
+            // The walk reads a shorter page as the end of its window: the sizes must agree.
+            "limit": crate::domain::pull::PAGE_SIZE,
         });
         let page: ListBody =
             self.call(&op, Method::POST, &paths::search(self.object), Some(&body), &[]).await?.json(&op)?;

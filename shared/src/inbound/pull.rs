@@ -220,14 +220,7 @@ impl PullWorker {
                         occurred_at_ms: hit.modified_at_ms,
                         kind: EventKind::Changed { property: String::new() },
                     };
-                    let mut record = Pending {
-                        object_id: hit.object_id,
-                        indexes: vec![0],
-                        events: 1,
-                        latest,
-                        delivery: None,
-                        verdict: None,
-                    };
+                    let mut record = Pending::new(hit.object_id, vec![0], latest);
                     let mut delivery = delivered(job.object, object_config, &key_property, &record, o);
                     if let Some(only) = &job.only_fields {
                         delivery.fields.retain(|name, _| only.contains(name));

@@ -55,6 +55,8 @@ pub(super) struct Pending {
     pub(super) latest: InboundEvent,
     pub(super) delivery: Option<DeliveredRecord>,
     pub(super) verdict: Option<(Verdict, Counted)>,
+    /// The record's sync state, once read (`Some(None)`: hubsync has none yet).
+    pub(super) state: Option<Option<RecordSyncState>>,
 }
 
 /// Where a record lands in the run's counts.
@@ -67,6 +69,10 @@ pub(super) enum Counted {
 }
 
 impl Pending {
+    pub(super) fn new(object_id: u64, indexes: Vec<usize>, latest: InboundEvent) -> Self {
+        Pending { object_id, indexes, events: 1, latest, delivery: None, verdict: None, state: None }
+    }
+
     fn settle(&mut self, verdict: Verdict, counted: Counted) {
         if self.verdict.is_none() {
             self.verdict = Some((verdict, counted));
@@ -375,14 +381,7 @@ impl InboundWorker {
             let ids: Vec<String> = firings.iter().map(|(f, _, _)| f.object_id.to_string()).collect();
             let read = self.read_for_trigger(target, trigger, object, &ids).await;
             for (firing, event, indexes) in firings {
-                let mut record = Pending {
-                    object_id: firing.object_id,
-                    indexes,
-                    events: 1,
-                    latest: event,
-                    delivery: None,
-                    verdict: None,
-                };
+                let mut record = Pending::new(firing.object_id, indexes, event);
                 match &read {
                     Err(failure) => record.fail(failure.clone()),
                     Ok(found) => match found.get(&firing.object_id.to_string()) {
@@ -521,7 +520,9 @@ impl InboundWorker {
         };
         for record in records.iter_mut().filter(|r| r.verdict.is_none()) {
             let Some(delivery) = &record.delivery else { continue };
-            let Some(state) = delivery.record_key.as_ref().and_then(|k| states.get(k)) else { continue };
+            let Some(key) = &delivery.record_key else { continue };
+            record.state = Some(states.get(key).cloned());
+            let Some(state) = states.get(key) else { continue };
             if state.last_applied_version_ms.is_some_and(|applied| applied >= delivery.version_ms) {
                 record.skip("already delivered: the platform has this version or a newer one");
             } else if delivery.event == "changed" && only_echoes(config, delivery, state) {
@@ -547,7 +548,6 @@ impl InboundWorker {
                 return;
             }
         };
-        let mut applied_states = Vec::new();
         let mut applied_indexes = Vec::new();
         for chunk in ready.chunks(DELIVERY_BATCH) {
             let delivery = Delivery {
@@ -575,8 +575,7 @@ impl InboundWorker {
                 match answer.map(|a| (a.status, a.message.clone())) {
                     Some((RecordStatus::Applied, _)) => {
                         record.settle(Verdict::Done, Counted::Delivered { created: delivered.event == "created" });
-                        if let Some(key) = &delivered.record_key {
-                            applied_states.push((key.clone(), delivered.version_ms));
+                        if delivered.record_key.is_some() {
                             applied_indexes.push(i);
                         }
                     }
@@ -589,7 +588,7 @@ impl InboundWorker {
                 }
             }
         }
-        if let Err(err) = self.remember_applied(&target.connection.id, records, &applied_states).await {
+        if let Err(err) = self.remember_applied(&target.connection.id, records, &applied_indexes).await {
             for i in applied_indexes {
                 records[i].verdict = Some((
                     Verdict::Retry(format!("delivered, but not recorded: {err}")),
@@ -599,28 +598,46 @@ impl InboundWorker {
         }
     }
 
+    /// Records the versions the platform applied, each under its own object (a group can hold
+    /// contacts reached through their company). States already read are not read again.
     async fn remember_applied(
         &self,
         connection_id: &ConnectionId,
         records: &[Pending],
-        applied: &[(String, i64)],
+        applied: &[usize],
     ) -> Result<(), crate::ports::StoreError> {
-        let Some(object) = records.first().map(|r| r.latest.object) else { return Ok(()) };
-        if applied.is_empty() {
-            return Ok(());
+        let mut unread: BTreeMap<ObjectType, Vec<String>> = BTreeMap::new();
+        for &i in applied {
+            let delivery = records[i].delivery.as_ref().expect("applied records have a delivery");
+            if records[i].state.is_none() {
+                unread.entry(delivery.object).or_default().extend(delivery.record_key.clone());
+            }
         }
-        let keys: Vec<String> = applied.iter().map(|(k, _)| k.clone()).collect();
-        let mut states = self.deps.store.get_record_states(connection_id, object, &keys).await?;
+        let mut read = BTreeMap::new();
+        for (object, keys) in unread {
+            for (key, state) in self.deps.store.get_record_states(connection_id, object, &keys).await? {
+                read.insert((object, key), state);
+            }
+        }
         let updated: Vec<RecordSyncState> = applied
             .iter()
-            .map(|(key, version_ms)| {
-                let mut state = states
-                    .remove(key)
-                    .unwrap_or_else(|| RecordSyncState::new(connection_id.clone(), object, key.clone()));
-                state.last_applied_version_ms = Some(state.last_applied_version_ms.unwrap_or(0).max(*version_ms));
-                state
+            .filter_map(|&i| {
+                let delivery = records[i].delivery.as_ref()?;
+                let key = delivery.record_key.clone()?;
+                let known = match &records[i].state {
+                    Some(state) => state.clone(),
+                    None => read.get(&(delivery.object, key.clone())).cloned(),
+                };
+                let mut state =
+                    known.unwrap_or_else(|| RecordSyncState::new(connection_id.clone(), delivery.object, key));
+                state.last_applied_version_ms =
+                    Some(state.last_applied_version_ms.unwrap_or(0).max(delivery.version_ms));
+                Some(state)
             })
             .collect();
+        if updated.is_empty() {
+            return Ok(());
+        }
         self.deps.store.put_record_states(&updated).await
     }
 }
@@ -684,14 +701,9 @@ pub(super) fn fold(events: Vec<(usize, InboundEvent)>) -> Vec<Pending> {
             EventKind::Merged { into, .. } => *into,
             _ => event.object_id,
         };
-        let pending = by_id.entry(object_id).or_insert_with(|| Pending {
-            object_id,
-            indexes: Vec::new(),
-            events: 0,
-            latest: event.clone(),
-            delivery: None,
-            verdict: None,
-        });
+        let pending = by_id
+            .entry(object_id)
+            .or_insert_with(|| Pending { events: 0, ..Pending::new(object_id, Vec::new(), event.clone()) });
         pending.events += 1;
         if !pending.indexes.contains(&index) {
             pending.indexes.push(index);
