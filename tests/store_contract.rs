@@ -247,7 +247,10 @@ async fn record_state_belongs_to_one_connection(store: Arc<dyn Store>) {
         last_pushed_hash: Some(hash.into()),
         last_pushed_change_ms: Some(1_700_000_000_000),
         last_applied_version_ms: Some(1_700_000_000_000),
-        pushed_values: Default::default(),
+        // Every remembered value survives the round trip, typed platform values included.
+        pushed_values: [("firstname".to_string(), "Ada".to_string())].into(),
+        writing_values: [("lastname".to_string(), "Lovelace".to_string())].into(),
+        delivered_values: [("seats".to_string(), serde_json::json!(12))].into(),
     };
     let ada = state("c1", "ada@example.com", "9f86d0");
     store.put_record_states(&[ada.clone(), state("c2", "bob@example.com", "aa")]).await.unwrap();
@@ -273,6 +276,8 @@ async fn record_states_are_read_and_written_in_bulk(store: Arc<dyn Store>) {
             last_pushed_change_ms: Some(i),
             last_applied_version_ms: None,
             pushed_values: Default::default(),
+            writing_values: Default::default(),
+            delivered_values: Default::default(),
         })
         .collect();
     store.put_record_states(&states).await.unwrap();

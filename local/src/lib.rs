@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 
 mod platform;
 
+pub use platform::{PlatformArrival, StandInPlatform};
+
 /// The demo tenant's console API key, so the README's curl commands work as written.
 pub const DEMO_API_KEY: &str = "hsk_local_demo";
 pub const DEMO_TENANT: &str = "demo";
@@ -48,11 +50,51 @@ pub struct RunningLocal {
     pub base_url: String,
     pub deps: Deps,
     pub simulator: Option<hubspot_sim::RunningSimulator>,
+    /// The stand-in for the platform's ingest endpoint (`/local/platform/...`).
+    pub platform: StandInPlatform,
+    queues: [LocalQueue; 3],
     server: tokio::task::JoinHandle<()>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// How many messages each in-process queue holds, visible or being worked on: what SQS reports
+/// as `ApproximateNumberOfMessages` plus `ApproximateNumberOfMessagesNotVisible`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    pub push: usize,
+    pub inbound: usize,
+    pub bulk: usize,
+    /// Messages in the three dead-letter queues together.
+    pub parked: usize,
+}
+
 impl RunningLocal {
+    /// The work queues' and dead-letter queues' depths now.
+    pub fn queue_depths(&self) -> QueueDepths {
+        let [push, inbound, bulk] = &self.queues;
+        QueueDepths {
+            push: push.work.len(),
+            inbound: inbound.work.len(),
+            bulk: bulk.work.len(),
+            parked: self.queues.iter().map(|q| q.parked.len()).sum(),
+        }
+    }
+
+    /// Starts `count` more consumers on each work queue, as Lambda runs several instances of a
+    /// worker function at once (template.yaml's `WorkerConcurrency`, 5 by default); `start`
+    /// starts one per queue.
+    pub fn add_workers(&mut self, count: usize) {
+        for _ in 0..count {
+            let more = spawn_workers(&self.deps, &self.queues);
+            self.workers.extend(more);
+        }
+    }
+
+    /// Adds a tenant whose console API key is `api_key`, as the platform's onboarding would.
+    pub async fn add_tenant(&self, tenant_id: &str, api_key: &str) {
+        add_tenant(self.deps.store.as_ref(), tenant_id, api_key).await;
+    }
+
     pub async fn shutdown(self) {
         self.server.abort();
         self.workers.iter().for_each(|worker| worker.abort());
@@ -115,36 +157,32 @@ pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
         token_encryption_key: random_key(),
     };
     let store = Arc::new(MemoryStore::new());
-    seed_demo_tenant(store.as_ref()).await;
+    add_tenant(store.as_ref(), DEMO_TENANT, DEMO_API_KEY).await;
     let hubspot = HubSpotClient::new(&api_url, &app_url).map_err(std::io::Error::other)?;
-    let (push, push_work) = queue_pair();
-    let (inbound, inbound_work) = queue_pair();
-    let (bulk, bulk_work) = queue_pair();
+    let queues = [LocalQueue::new(), LocalQueue::new(), LocalQueue::new()];
+    let [push, inbound, bulk] = &queues;
     let deps = Deps::new(
         store,
         Arc::new(StaticSecrets::new(secrets)),
         hubspot,
         settings,
         Arc::new(SystemClock),
-        Queues { push, inbound, bulk },
+        Queues { push: push.pair(), inbound: inbound.pair(), bulk: bulk.pair() },
     );
-    let workers = vec![
-        tokio::spawn(run_worker(Box::new(PushWorker::new(deps.clone())), push_work)),
-        tokio::spawn(run_worker(Box::new(InboundWorker::new(deps.clone())), inbound_work)),
-        tokio::spawn(run_worker(Box::new(PullWorker::new(deps.clone())), bulk_work)),
-    ];
+    let workers = spawn_workers(&deps, &queues);
 
     if let Some(sim) = &simulator {
         // As a HubSpot app's webhook settings would: every change of the demo objects.
         sim.subscribe_webhooks("sim-client-id", &format!("{base_url}/webhooks/hubspot"), &demo_subscriptions());
     }
-    let app = app(deps.clone()).merge(platform::routes(delivery_signing_secret));
+    let platform = StandInPlatform::new(delivery_signing_secret);
+    let app = app(deps.clone()).merge(platform.routes());
     let server = tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(error = %err, "local server stopped");
         }
     });
-    Ok(RunningLocal { base_url, deps, simulator, server, workers })
+    Ok(RunningLocal { base_url, deps, simulator, platform, queues, server, workers })
 }
 
 /// The simulated app's webhook subscriptions: lifecycle events and the usual properties of
@@ -185,15 +223,35 @@ fn demo_subscriptions() -> Vec<Subscription> {
 const VISIBILITY: Duration = Duration::from_secs(360);
 const MAX_RECEIVES: u32 = 8;
 
-/// An in-process work queue with its dead-letter queue; also returns the work queue itself,
-/// for the loop that consumes it.
-fn queue_pair() -> (QueuePair, Arc<MemoryQueue>) {
-    let parked = Arc::new(MemoryQueue::new(VISIBILITY, None));
-    let work = Arc::new(MemoryQueue::new(
-        VISIBILITY,
-        Some(Redrive { dead_letter_queue: parked.clone(), max_receives: MAX_RECEIVES }),
-    ));
-    (QueuePair { work: work.clone(), parked }, work)
+/// An in-process work queue with its dead-letter queue, kept as memory queues so the loop that
+/// consumes them and `queue_depths` can reach them.
+struct LocalQueue {
+    work: Arc<MemoryQueue>,
+    parked: Arc<MemoryQueue>,
+}
+
+impl LocalQueue {
+    fn new() -> Self {
+        let parked = Arc::new(MemoryQueue::new(VISIBILITY, None));
+        let work = Arc::new(MemoryQueue::new(
+            VISIBILITY,
+            Some(Redrive { dead_letter_queue: parked.clone(), max_receives: MAX_RECEIVES }),
+        ));
+        LocalQueue { work, parked }
+    }
+
+    fn pair(&self) -> QueuePair {
+        QueuePair { work: self.work.clone(), parked: self.parked.clone() }
+    }
+}
+
+/// One consumer per work queue: the push worker, the inbound worker and the pull worker.
+fn spawn_workers(deps: &Deps, [push, inbound, bulk]: &[LocalQueue; 3]) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(run_worker(Box::new(PushWorker::new(deps.clone())), push.work.clone())),
+        tokio::spawn(run_worker(Box::new(InboundWorker::new(deps.clone())), inbound.work.clone())),
+        tokio::spawn(run_worker(Box::new(PullWorker::new(deps.clone())), bulk.work.clone())),
+    ]
 }
 
 /// What Lambda's SQS trigger does in AWS: receive, process, delete or back off, forever.
@@ -219,15 +277,16 @@ pub fn app(deps: Deps) -> Router {
         .merge(console_api::router(deps))
 }
 
-async fn seed_demo_tenant(store: &dyn Store) {
+async fn add_tenant(store: &dyn Store, tenant_id: &str, api_key: &str) {
     let now = time::OffsetDateTime::now_utc();
-    let tenant = Tenant { id: TenantId::new(DEMO_TENANT), name: "Demo".into(), created_at: now };
+    let name = if tenant_id == DEMO_TENANT { "Demo".to_string() } else { tenant_id.to_string() };
+    let tenant = Tenant { id: TenantId::new(tenant_id), name, created_at: now };
     store.put_tenant(&tenant).await.expect("embedded store");
     let key = ApiKeyRecord {
-        key_id: "local".into(),
+        key_id: format!("local-{tenant_id}"),
         tenant_id: tenant.id,
-        key_hash: hash_api_key(DEMO_API_KEY),
-        label: "local runner demo key".into(),
+        key_hash: hash_api_key(api_key),
+        label: format!("local runner key of {tenant_id}"),
         created_at: now,
     };
     store.put_api_key(&key).await.expect("embedded store");

@@ -31,6 +31,9 @@ pub enum ApiError {
     HubSpot(String),
     #[error("the connection needs to be re-authorised: install the HubSpot app again")]
     NeedsReauth,
+    /// HubSpot's rate limit for the portal is spent for now; the client may retry shortly.
+    #[error("{0}")]
+    RateLimited(String),
     /// A webhook whose signature does not hold.
     #[error("{0}")]
     Unverified(String),
@@ -69,6 +72,7 @@ impl ApiError {
             ApiError::InvalidConfig(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
             ApiError::HubSpot(_) => (StatusCode::BAD_GATEWAY, "hubspot_error"),
             ApiError::NeedsReauth => (StatusCode::CONFLICT, "needs_reauth"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unverified(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -18,9 +18,11 @@ use hubsync::adapters::{DynamoStore, SqsQueue};
 pub mod bench;
 pub mod lambda;
 pub mod local;
+pub mod logs;
 pub mod oauth;
 pub mod platform;
 pub mod push;
+pub mod runtime_api;
 pub mod world;
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use hubsync::inbound::sign;
+use hubsync::inbound::verify;
 use serde_json::{Value, json};
 
 /// A platform ingest endpoint that checks hubsync's signature, records what it gets and
@@ -26,10 +26,9 @@ impl Platform {
             post(move |headers: HeaderMap, body: String| {
                 let state = state.clone();
                 async move {
-                    let timestamp = headers["x-hubsync-timestamp"].to_str().unwrap().to_string();
-                    let expected =
-                        format!("v1={}", sign(&hubsync::domain::Secret::new(secret), &timestamp, body.as_bytes()));
-                    if headers["x-hubsync-signature"].to_str().unwrap() != expected {
+                    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    let secret = hubsync::domain::Secret::new(secret);
+                    if !verify(&secret, header("x-hubsync-timestamp"), body.as_bytes(), header("x-hubsync-signature")) {
                         return (StatusCode::UNAUTHORIZED, axum::Json(json!({})));
                     }
                     let delivery: Value = serde_json::from_str(&body).unwrap();

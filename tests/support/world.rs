@@ -12,10 +12,14 @@ use hubsync::ports::Clock;
 use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settings};
 use time::{Duration, OffsetDateTime};
 
+use crate::logs::{SecretKind, SecretWatch};
+
 pub const REDIRECT_URI: &str = "https://hubsync.example.com/oauth/callback";
 pub const CONSOLE: &str = "https://console.example.com";
 pub const CLIENT_ID: &str = "sim-client-id";
 pub const CLIENT_SECRET: &str = "sim-client-secret";
+pub const DELIVERY_SIGNING_SECRET: &str = "delivery-secret";
+pub const TOKEN_ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// A clock that moves only when the test says so.
 pub struct ManualClock(Mutex<OffsetDateTime>);
@@ -36,6 +40,8 @@ pub struct World {
     pub deps: Deps,
     pub sim: RunningSimulator,
     pub clock: Arc<ManualClock>,
+    /// Its secrets, which must not appear in the lines logged while it exists.
+    pub secrets: SecretWatch,
 }
 
 pub fn settings(api_url: &str) -> Settings {
@@ -59,6 +65,10 @@ impl World {
     }
 
     pub async fn with(sim_config: SimConfig, adjust: impl FnOnce(&mut Settings)) -> World {
+        let secrets = SecretWatch::start();
+        secrets.register(SecretKind::ClientSecret, CLIENT_SECRET);
+        secrets.register(SecretKind::DeliverySigningSecret, DELIVERY_SIGNING_SECRET);
+        secrets.register(SecretKind::TokenEncryptionKey, TOKEN_ENCRYPTION_KEY);
         let sim = hubspot_sim::start(sim_config).await.expect("simulator starts");
         let aws = crate::aws_config().await;
         let store = crate::dynamo_store().await;
@@ -66,8 +76,8 @@ impl World {
         let secret = serde_json::json!({
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
-            "delivery_signing_secret": "delivery-secret",
-            "token_encryption_key": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "delivery_signing_secret": DELIVERY_SIGNING_SECRET,
+            "token_encryption_key": TOKEN_ENCRYPTION_KEY,
         });
         let secrets_client = aws_sdk_secretsmanager::Client::new(&aws);
         secrets_client.create_secret().name(&secret_name).secret_string(secret.to_string()).send().await.unwrap();
@@ -86,7 +96,7 @@ impl World {
             clock.clone(),
             Queues { push, inbound, bulk },
         );
-        World { deps, sim, clock }
+        World { deps, sim, clock, secrets }
     }
 
     /// Another Lambda instance of the same deployment: same store and secrets, own memory.
@@ -108,7 +118,15 @@ impl World {
         self.deps.store.put_tenant(&tenant).await.unwrap();
         let (key, record) = ApiKeyRecord::generate(tenant.id, "tests".into(), now);
         self.deps.store.put_api_key(&record).await.unwrap();
+        self.secrets.register(SecretKind::ConsoleApiKey, key.expose());
         key
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.secrets.register_issued_tokens(&self.sim);
+        self.secrets.assert_no_leaks();
     }
 }
 

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -71,7 +73,7 @@ async fn connect_with_code(
 async fn get_connection(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    ConnectionPath(id): ConnectionPath,
 ) -> Result<Json<Connection>, ApiError> {
     Ok(Json(owned_connection(&deps, &tenant, &id).await?))
 }
@@ -79,7 +81,7 @@ async fn get_connection(
 async fn delete_connection(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    ConnectionPath(id): ConnectionPath,
 ) -> Result<Json<Connection>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(uninstall::uninstall(&deps, connection).await?))
@@ -88,7 +90,7 @@ async fn delete_connection(
 async fn get_config(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    ConnectionPath(id): ConnectionPath,
 ) -> Result<Json<VersionedConfig>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(configs::get(&deps, &connection).await?))
@@ -97,7 +99,7 @@ async fn get_config(
 async fn put_config(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    ConnectionPath(id): ConnectionPath,
     ApiJson(update): ApiJson<VersionedConfig>,
 ) -> Result<Json<VersionedConfig>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
@@ -113,7 +115,7 @@ struct ValidationResult {
 async fn validate_config(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    ConnectionPath(id): ConnectionPath,
     ApiJson(config): ApiJson<ConnectionConfig>,
 ) -> Result<Json<ValidationResult>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
@@ -130,7 +132,7 @@ struct SchemaView {
 async fn get_schema(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    ConnectionPath(id): ConnectionPath,
 ) -> Result<Json<SchemaView>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(SchemaView { schemas: schemas::cached(&deps, &connection).await? }))
@@ -139,7 +141,7 @@ async fn get_schema(
 async fn refresh_schema(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    ConnectionPath(id): ConnectionPath,
 ) -> Result<Json<SchemaView>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(SchemaView { schemas: schemas::refresh(&deps, &connection, &ObjectType::ALL).await? }))
@@ -149,8 +151,8 @@ async fn refresh_schema(
 async fn sync_record(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
-    body: String,
+    ConnectionPath(id): ConnectionPath,
+    TextBody(body): TextBody,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(push::enqueue_change(&deps, &connection, &body).await?)))
@@ -169,9 +171,10 @@ struct RunList {
 async fn list_runs(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
-    Query(query): Query<RunsQuery>,
+    ConnectionPath(id): ConnectionPath,
+    query: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Result<Json<RunList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("the query is not valid: {}", e.body_text())))?;
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(RunList { runs: push::runs(&deps, &connection, query.limit).await? }))
 }
@@ -179,7 +182,7 @@ async fn list_runs(
 async fn redrive_parked(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
+    ConnectionPath(id): ConnectionPath,
 ) -> Result<Json<RedriveReport>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(push::redrive_parked(&deps, &connection).await?))
@@ -195,8 +198,8 @@ struct FullSyncRequest {
 async fn full_sync(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    Path(id): Path<String>,
-    body: String,
+    ConnectionPath(id): ConnectionPath,
+    TextBody(body): TextBody,
 ) -> Result<(StatusCode, Json<RunList>), ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     let request: FullSyncRequest = if body.trim().is_empty() {
@@ -206,4 +209,34 @@ async fn full_sync(
             .map_err(|e| ApiError::BadRequest(format!("the body is not a full-sync request: {e}")))?
     };
     Ok((StatusCode::ACCEPTED, Json(RunList { runs: push::full_sync(&deps, &connection, request.objects).await? })))
+}
+
+/// The `{connection_id}` of the path. One that does not decode (e.g. `%FF`) names no connection.
+struct ConnectionPath(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ConnectionPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(ConnectionPath(id)),
+            Err(_) => Err(ApiError::NotFound("connection".into())),
+        }
+    }
+}
+
+/// The request body as text; a body that is not UTF-8 or too large is a bad request.
+struct TextBody(String);
+
+impl<S: Send + Sync> FromRequest<S> for TextBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match String::from_request(request, state).await {
+            Ok(body) => Ok(TextBody(body)),
+            Err(rejection) => {
+                Err(ApiError::BadRequest(format!("the request body is not valid: {}", rejection.body_text())))
+            }
+        }
+    }
 }

@@ -30,10 +30,8 @@ async fn hubspot_webhook(
 ) -> Result<Json<Receipt>, ApiError> {
     let body = body.map_err(|_| ApiError::TooLarge(format!("the body is over {MAX_WEBHOOK_BODY_BYTES} bytes")))?;
     let called = called_url(deps.settings.webhook_url.as_deref(), &headers, &uri);
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let v3 = header("x-hubspot-signature-v3").zip(header("x-hubspot-request-timestamp"));
-    let legacy = header("x-hubspot-signature").zip(header("x-hubspot-signature-version"));
-    let request = SignedRequest { method: method.as_str(), uri: &called, body: &body, v3, legacy };
+    let pairs = headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes()));
+    let request = SignedRequest::from_http(method.as_str(), &called, pairs, &body);
     Ok(Json(receive(&deps, &request).await?))
 }
 

@@ -219,12 +219,17 @@ async fn register(
     }
     tracing::info!(connection = %connection.id, tenant = %tenant, portal = connection.portal_id, "HubSpot app installed");
     if was_stopped {
-        // Changes parked while the connection could not reach HubSpot go out again now.
-        match crate::work::redrive(&*deps.push.parked, &*deps.push.work, Some(&connection.id)).await {
-            Ok(report) => {
-                tracing::info!(connection = %connection.id, replayed = report.replayed, "parked changes redriven")
+        // Work parked while the connection could not reach HubSpot goes out again now: the
+        // platform's changes, and HubSpot's changes waiting for delivery.
+        for (work, queues) in [("platform changes", &deps.push), ("HubSpot changes", &deps.inbound)] {
+            match crate::work::redrive(&*queues.parked, &*queues.work, Some(&connection.id)).await {
+                Ok(report) => {
+                    tracing::info!(connection = %connection.id, replayed = report.replayed, "parked {work} redriven")
+                }
+                Err(err) => {
+                    tracing::warn!(connection = %connection.id, error = %err, "could not redrive parked {work}")
+                }
             }
-            Err(err) => tracing::warn!(connection = %connection.id, error = %err, "could not redrive parked changes"),
         }
     }
     Ok(connection)

@@ -3,7 +3,7 @@
 use crate::connect::calls::{CallError, with_token};
 use crate::console::schemas;
 use crate::deps::Deps;
-use crate::domain::mapping::{ConfigProblem, check_config};
+use crate::domain::mapping::{ConfigProblem, Schemas, check_config};
 use crate::domain::{Connection, ConnectionConfig, ObjectType, VersionedConfig};
 use crate::http::ApiError;
 use crate::hubspot::{HubSpotError, PropertyCreate};
@@ -34,9 +34,28 @@ pub async fn validate(
     }
     let schemas = schemas::for_objects(deps, connection, &objects).await?;
     let mut problems = check_config(config, &schemas);
+    problems.extend(check_counter_name(config, &schemas));
     problems.extend(check_ingest_url(config));
     problems.extend(check_lists(deps, connection, config).await?);
     Ok(problems)
+}
+
+/// A counter property the save will create must have a name HubSpot accepts for a new property.
+fn check_counter_name(config: &ConnectionConfig, schemas: &Schemas) -> Option<ConfigProblem> {
+    let name = config.options.bidirectional_counter_property.as_deref()?;
+    let exists = schemas.get(&ObjectType::Contacts).is_some_and(|properties| properties.iter().any(|p| p.name == name));
+    let creatable = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    (!exists && !creatable).then(|| ConfigProblem {
+        object: Some(ObjectType::Contacts),
+        platform_field: None,
+        hubspot_property: Some(name.to_string()),
+        rule: "counter_name_invalid",
+        message: format!("`{name}` is not a contact property, and HubSpot would refuse it as a new property's name"),
+        fix: "name an existing number property, or a new one in lower-case letters, digits and underscores, \
+              starting with a letter"
+            .into(),
+    })
 }
 
 /// The platform's ingest URL must be HTTPS (plain HTTP only to this machine, for local runs).
@@ -55,6 +74,9 @@ fn check_ingest_url(config: &ConnectionConfig) -> Option<ConfigProblem> {
     })
 }
 
+/// Lists per object (as the OpenAPI document says): checking each one costs a HubSpot call.
+pub const MAX_LISTS_PER_OBJECT: usize = 100;
+
 /// The lists a config adds records to must exist, hold the object, and take manual members.
 async fn check_lists(
     deps: &Deps,
@@ -63,7 +85,19 @@ async fn check_lists(
 ) -> Result<Vec<ConfigProblem>, ApiError> {
     let mut problems = Vec::new();
     for (object, object_config) in &config.objects {
-        for list_id in &object_config.lists {
+        if object_config.lists.len() > MAX_LISTS_PER_OBJECT {
+            problems.push(ConfigProblem {
+                object: Some(*object),
+                platform_field: None,
+                hubspot_property: None,
+                rule: "too_many_lists",
+                message: format!("{} lists for {object}; at most {MAX_LISTS_PER_OBJECT}", object_config.lists.len()),
+                fix: "add records to fewer lists".into(),
+            });
+            continue;
+        }
+        let mut checked = std::collections::HashSet::new();
+        for list_id in object_config.lists.iter().filter(|id| checked.insert(*id)) {
             let found =
                 with_token(deps, &connection.id, |token| async move { deps.hubspot.lists(&token).get(list_id).await })
                     .await;

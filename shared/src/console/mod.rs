@@ -11,12 +11,18 @@ pub mod uninstall;
 use crate::connect::calls::CallError;
 use crate::connect::tokens::TokenError;
 use crate::http::ApiError;
+use crate::hubspot::HubSpotError;
 
 impl From<CallError> for ApiError {
     fn from(err: CallError) -> Self {
         match err {
             CallError::Token(TokenError::NeedsReauth(_) | TokenError::NotConnected(_)) => ApiError::NeedsReauth,
             CallError::Token(other) => ApiError::HubSpot(format!("HubSpot is unavailable: {other}")),
+            // The portal's budget is spent for a few seconds: the console's to retry, not a fault.
+            CallError::HubSpot(err @ HubSpotError::RateLimited(_)) => ApiError::RateLimited(format!(
+                "HubSpot's rate limit for this portal is reached: try again in {} s",
+                err.retry_after().map_or(10, |wait| wait.as_secs().max(1))
+            )),
             CallError::HubSpot(err) => ApiError::HubSpot(format!("HubSpot refused the request: {err}")),
         }
     }

@@ -59,6 +59,14 @@ pub struct RecordSyncState {
     /// hubsync's own write coming back, not news for the platform.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pushed_values: BTreeMap<String, String>,
+    /// Values being written to HubSpot now: HubSpot may show them before the write is
+    /// recorded above, and they are the platform's own either way.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub writing_values: BTreeMap<String, String>,
+    /// Platform field → value, as last delivered to the platform: a version that changes none
+    /// of them (beyond hubsync's own writes) is not news.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub delivered_values: BTreeMap<String, serde_json::Value>,
 }
 
 impl RecordSyncState {
@@ -73,6 +81,8 @@ impl RecordSyncState {
             last_pushed_change_ms: None,
             last_applied_version_ms: None,
             pushed_values: BTreeMap::new(),
+            writing_values: BTreeMap::new(),
+            delivered_values: BTreeMap::new(),
         }
     }
 }

@@ -8,6 +8,6 @@ pub mod platform;
 pub mod pull;
 pub mod worker;
 
-pub use platform::{DeliveredRecord, Delivery, PlatformClient, RecordAnswer, RecordStatus, sign};
+pub use platform::{DeliveredRecord, Delivery, PlatformClient, RecordAnswer, RecordStatus, sign, verify};
 pub use pull::{PlanReport, PullJob, PullWorker, plan_pulls, start_full_sync, start_pull};
 pub use worker::InboundWorker;

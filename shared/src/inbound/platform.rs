@@ -5,6 +5,11 @@
 //! the HMAC-SHA256 of `<timestamp>.<body>` with the delivery signing secret. The platform
 //! answers `{"results": [{"idempotency_key", "status": "applied" | "not_found" | "error",
 //! "message"?}]}`.
+//!
+//! Each record carries `version_ms`, HubSpot's last-modified time of the version delivered.
+//! hubsync never delivers a version older than one the platform applied, but two deliveries of
+//! one record (a webhook and a pull, say) can be on the way at once and cross: the platform
+//! applies a record only when its `version_ms` is newer than the version it holds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -142,6 +147,13 @@ pub fn sign(secret: &Secret, timestamp: &str, body: &[u8]) -> String {
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The platform's check of a delivery: `signature` is the `X-Hubsync-Signature` header
+/// (`v1=<hex>`), `timestamp` the `X-Hubsync-Timestamp` header. Compared in constant time.
+pub fn verify(secret: &Secret, timestamp: &str, body: &[u8], signature: &str) -> bool {
+    let expected = format!("v1={}", sign(secret, timestamp, body));
+    subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.as_bytes()).into()
+}
+
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, DeliveryError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| DeliveryError::Retryable(e.without_url().to_string()))? {
@@ -151,4 +163,20 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, Delive
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_signed_timestamp_and_body_with_the_right_secret_verify() {
+        let secret = Secret::new("delivery-secret");
+        let signature = format!("v1={}", sign(&secret, "1700000000000", b"{\"records\":[]}"));
+        assert!(verify(&secret, "1700000000000", b"{\"records\":[]}", &signature));
+        assert!(!verify(&secret, "1700000000001", b"{\"records\":[]}", &signature), "another timestamp");
+        assert!(!verify(&secret, "1700000000000", b"{\"records\":[1]}", &signature), "another body");
+        assert!(!verify(&Secret::new("other"), "1700000000000", b"{\"records\":[]}", &signature), "another secret");
+        assert!(!verify(&secret, "1700000000000", b"{\"records\":[]}", &signature[3..]), "without the scheme");
+    }
 }

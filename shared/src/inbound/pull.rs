@@ -230,9 +230,12 @@ impl PullWorker {
                 })
                 .collect();
             self.inbound.add_associated_fields(&target, object_config, &mut records).await;
+            // A full sync sends everything again, a backfill every value the platform lacks, a
+            // pull of changes only what is new.
             if matches!(walk, Walk::Changes { .. }) {
-                // A full sync sends everything again; a pull of changes only what is new.
                 self.inbound.skip_known_versions(&job.connection_id, job.object, object_config, &mut records).await;
+            } else if job.only_fields.is_some() {
+                self.inbound.skip_known_values(&job.connection_id, job.object, object_config, &mut records).await;
             }
             self.inbound.deliver(&target, target.connection.portal_id, &ingest_url, &mut records).await;
 

@@ -507,6 +507,29 @@ impl InboundWorker {
         config: &ObjectConfig,
         records: &mut [Pending],
     ) {
+        self.skip_known(connection_id, object, config, records, Known::VersionsAndValues).await
+    }
+
+    /// A backfill's records carry only the new fields, so versions the platform has are sent
+    /// again; values it has (or wrote itself) are not.
+    pub(super) async fn skip_known_values(
+        &self,
+        connection_id: &ConnectionId,
+        object: ObjectType,
+        config: &ObjectConfig,
+        records: &mut [Pending],
+    ) {
+        self.skip_known(connection_id, object, config, records, Known::Values).await
+    }
+
+    async fn skip_known(
+        &self,
+        connection_id: &ConnectionId,
+        object: ObjectType,
+        config: &ObjectConfig,
+        records: &mut [Pending],
+        known: Known,
+    ) {
         let keys: Vec<String> = records.iter().filter_map(|r| r.delivery.as_ref()?.record_key.clone()).collect();
         if keys.is_empty() {
             return;
@@ -519,14 +542,21 @@ impl InboundWorker {
             }
         };
         for record in records.iter_mut().filter(|r| r.verdict.is_none()) {
-            let Some(delivery) = &record.delivery else { continue };
-            let Some(key) = &delivery.record_key else { continue };
-            record.state = Some(states.get(key).cloned());
-            let Some(state) = states.get(key) else { continue };
-            if state.last_applied_version_ms.is_some_and(|applied| applied >= delivery.version_ms) {
+            let Some(delivery) = record.delivery.as_mut() else { continue };
+            let Some(state) = delivery.record_key.as_ref().and_then(|key| states.get(key)) else {
+                record.state = Some(None);
+                continue;
+            };
+            record.state = Some(Some(state.clone()));
+            let version_known = state.last_applied_version_ms.is_some_and(|applied| applied >= delivery.version_ms);
+            if known == Known::VersionsAndValues && version_known {
                 record.skip("already delivered: the platform has this version or a newer one");
-            } else if delivery.event == "changed" && only_echoes(config, delivery, state) {
-                record.skip("echo of hubsync's own write");
+            } else if delivery.event == "changed" {
+                match keep_news(config, delivery, state) {
+                    News::Some => {}
+                    News::OnlyEchoes => record.skip("echo of hubsync's own write"),
+                    News::None => record.skip("nothing new for the platform: it has every value"),
+                }
             }
         }
     }
@@ -630,6 +660,10 @@ impl InboundWorker {
                 };
                 let mut state =
                     known.unwrap_or_else(|| RecordSyncState::new(connection_id.clone(), delivery.object, key));
+                let newest = state.last_applied_version_ms.is_none_or(|applied| applied <= delivery.version_ms);
+                if newest && delivery.event != "trigger" {
+                    state.delivered_values.extend(delivery.fields.clone());
+                }
                 state.last_applied_version_ms =
                     Some(state.last_applied_version_ms.unwrap_or(0).max(delivery.version_ms));
                 Some(state)
@@ -781,15 +815,48 @@ pub(super) fn delivered(
     }
 }
 
-/// True when every inbound value equals what hubsync itself last wrote to that property.
-fn only_echoes(config: &ObjectConfig, delivery: &DeliveredRecord, state: &RecordSyncState) -> bool {
-    if state.pushed_values.is_empty() {
-        return false;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    VersionsAndValues,
+    Values,
+}
+
+/// What a changed record brings the platform.
+#[derive(Debug, PartialEq, Eq)]
+enum News {
+    /// At least one inbound value the platform does not have.
+    Some,
+    /// Nothing but values the platform has, some of them hubsync's own writes coming back.
+    OnlyEchoes,
+    /// Nothing the platform does not already have.
+    None,
+}
+
+/// Leaves in a changed record only what the platform should hear: a value that merely shows
+/// what hubsync itself last wrote is the platform's own data coming back (the platform may have
+/// moved on since), so it is taken out; any other value differing from what was last delivered
+/// is news.
+fn keep_news(config: &ObjectConfig, delivery: &mut DeliveredRecord, state: &RecordSyncState) -> News {
+    let mut echoes = false;
+    let mut news = false;
+    for field in config.fields.iter().filter(|f| f.direction.comes_in()) {
+        let Some(value) = delivery.fields.get(&field.platform_field).cloned() else { continue };
+        let own = [&state.pushed_values, &state.writing_values]
+            .iter()
+            .filter_map(|values| values.get(&field.hubspot_property))
+            .any(|written| to_platform_value(written, field.platform_type) == value);
+        if own {
+            delivery.fields.remove(&field.platform_field);
+            echoes = true;
+        } else if state.delivered_values.get(&field.platform_field).unwrap_or(&Value::Null) != &value {
+            news = true;
+        }
     }
-    config.fields.iter().filter(|f| f.direction.comes_in()).all(|f| {
-        let Some(pushed) = state.pushed_values.get(&f.hubspot_property) else { return false };
-        delivery.fields.get(&f.platform_field) == Some(&to_platform_value(pushed, f.platform_type))
-    })
+    match (news, echoes) {
+        (true, _) => News::Some,
+        (false, true) => News::OnlyEchoes,
+        (false, false) => News::None,
+    }
 }
 
 pub(super) fn count(counts: &mut RunCounts, counted: &Counted, folded_events: usize) {

@@ -140,6 +140,7 @@ impl PushWorker {
                 for (indexes, outcome) in settled {
                     record_outcome(&outcome, &indexes, verdicts, &mut run.counts);
                 }
+                self.announce_writes(&target.connection, object, &mut records).await;
                 self.write(&target, object, &config, &mut records).await;
                 self.apply_lists(&target, &config, &mut records).await;
                 self.save_states(&target.connection, object, &mut records).await;
@@ -457,6 +458,34 @@ impl PushWorker {
         }
     }
 
+    /// Notes the values about to be written before writing them, so that HubSpot showing them
+    /// (to a pull, say) is known as hubsync's own write even if this worker stops before it
+    /// records the write. Records whose note cannot be saved are retried, not written.
+    async fn announce_writes(&self, connection: &Connection, object: ObjectType, records: &mut [Record]) {
+        let pending: Vec<usize> = (0..records.len()).filter(|&i| records[i].pending()).collect();
+        let states: Vec<RecordSyncState> = pending
+            .iter()
+            .map(|&i| {
+                let record = &mut records[i];
+                let mut state = record
+                    .state
+                    .clone()
+                    .unwrap_or_else(|| RecordSyncState::new(connection.id.clone(), object, record.key().to_string()));
+                state.writing_values.extend(record.mapped.properties.clone());
+                record.state = Some(state.clone());
+                state
+            })
+            .collect();
+        if states.is_empty() {
+            return;
+        }
+        if let Err(err) = self.deps.store.put_record_states(&states).await {
+            for i in pending {
+                records[i].settle(Outcome::Retry(format!("not written: its sync state could not be saved: {err}")));
+            }
+        }
+    }
+
     /// Saves the sync state of every record HubSpot now holds. If that fails, they are retried:
     /// writing the same values again is harmless.
     async fn save_states(&self, connection: &Connection, object: ObjectType, records: &mut [Record]) {
@@ -475,7 +504,9 @@ impl PushWorker {
             if record.written {
                 state.last_pushed_hash = Some(record.mapped.payload_hash());
                 state.last_pushed_change_ms = Some(millis(record.change.changed_at));
-                state.pushed_values = record.mapped.properties.clone();
+                // A change may carry some fields only: what was written before still stands.
+                state.pushed_values.extend(record.mapped.properties.clone());
+                state.writing_values.retain(|property, _| !record.mapped.properties.contains_key(property));
             }
             states.push(state);
             saved.push(i);

@@ -6,5 +6,5 @@
 pub mod receive;
 pub mod signature;
 
-pub use receive::{Receipt, ReceiveError, receive};
+pub use receive::{Receipt, ReceiveError, receive, verify_and_parse};
 pub use signature::{SignatureError, SignedRequest};

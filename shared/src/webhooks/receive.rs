@@ -10,7 +10,8 @@ use tokio::task::JoinSet;
 use crate::deps::Deps;
 use crate::domain::inbound::{BadBatch, Ignored, select_event};
 use crate::domain::{
-    ConnectionStatus, DedupKey, INBOUND_MESSAGE_VERSION, InboundMessage, PortalId, WebhookEvent, parse_webhook_batch,
+    Connection, ConnectionStatus, DedupKey, INBOUND_MESSAGE_VERSION, InboundMessage, PortalId, Secret, WebhookEvent,
+    parse_webhook_batch,
 };
 use crate::ports::{OutgoingMessage, StoreError};
 use crate::webhooks::signature::{SignatureError, SignedRequest, verify};
@@ -54,8 +55,8 @@ pub async fn receive(deps: &Deps, request: &SignedRequest<'_>) -> Result<Receipt
     let secrets = deps.secrets.app_secrets().await.map_err(|e| ReceiveError::Unavailable(e.to_string()))?;
     let now = deps.clock.now();
     let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-    verify(request, &secrets.client_secret, now_ms, deps.settings.accept_legacy_webhook_signatures)?;
-    let events = parse_webhook_batch(request.body)?;
+    let events =
+        verify_and_parse(request, &secrets.client_secret, now_ms, deps.settings.accept_legacy_webhook_signatures)?;
     let mut receipt = Receipt { events: events.len(), ..Receipt::default() };
 
     let fresh = claim_fresh(deps, events, now).await?;
@@ -78,7 +79,10 @@ pub async fn receive(deps: &Deps, request: &SignedRequest<'_>) -> Result<Receipt
             Err(err) => return Err(release(deps, events.into_iter().map(|(_, k)| k).collect(), err.into()).await),
         };
         let mut wanted = vec![false; events.len()];
-        for connection in connections.iter().filter(|c| c.status == ConnectionStatus::Active) {
+        // A connection waiting to be authorised again keeps its events: the inbound worker holds
+        // them until it is back, so nothing HubSpot sent in between is lost.
+        let receiving = |c: &&Connection| matches!(c.status, ConnectionStatus::Active | ConnectionStatus::NeedsReauth);
+        for connection in connections.iter().filter(receiving) {
             let config = match deps.store.get_config(&connection.id).await {
                 Ok(config) => config,
                 Err(err) => return Err(release(deps, events.into_iter().map(|(_, k)| k).collect(), err.into()).await),
@@ -114,6 +118,19 @@ pub async fn receive(deps: &Deps, request: &SignedRequest<'_>) -> Result<Receipt
         return Err(release(deps, claimed, ReceiveError::Unavailable(err.to_string())).await);
     }
     Ok(receipt)
+}
+
+/// Everything decided from the request alone, before the store is touched: the signature
+/// first (with the app's client secret and the receiver's clock, `now_ms`), then the body's
+/// events. Pure, so the fuzz target in `fuzz/` runs exactly what the receiver runs.
+pub fn verify_and_parse(
+    request: &SignedRequest,
+    client_secret: &Secret,
+    now_ms: i64,
+    accept_legacy: bool,
+) -> Result<Vec<WebhookEvent>, ReceiveError> {
+    verify(request, client_secret, now_ms, accept_legacy)?;
+    Ok(parse_webhook_batch(request.body)?)
 }
 
 /// Claims each event's de-duplication key (concurrently: one conditional write each) and

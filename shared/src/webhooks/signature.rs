@@ -26,6 +26,37 @@ pub struct SignedRequest<'a> {
     pub legacy: Option<(&'a str, &'a str)>,
 }
 
+/// The headers a webhook's signature travels in.
+pub const V3_SIGNATURE_HEADER: &str = "x-hubspot-signature-v3";
+pub const TIMESTAMP_HEADER: &str = "x-hubspot-request-timestamp";
+pub const LEGACY_SIGNATURE_HEADER: &str = "x-hubspot-signature";
+pub const LEGACY_VERSION_HEADER: &str = "x-hubspot-signature-version";
+
+impl<'a> SignedRequest<'a> {
+    /// The request as the receiver reads it off the wire: `headers` are every (name, value) pair
+    /// it carries, names in any case. A signature header sent more than once counts as absent:
+    /// which copy was meant is ambiguous (a proxy may have checked another one), so such a
+    /// request is refused as unsigned. Values that are not UTF-8 count as absent too.
+    pub fn from_http(
+        method: &'a str,
+        uri: &'a str,
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        body: &'a [u8],
+    ) -> SignedRequest<'a> {
+        let headers: Vec<(&'a str, &'a [u8])> = headers.into_iter().collect();
+        let only_copy = |wanted: &str| {
+            let mut copies = headers.iter().filter(|(name, _)| name.eq_ignore_ascii_case(wanted));
+            match (copies.next(), copies.next()) {
+                (Some(&(_, value)), None) => std::str::from_utf8(value).ok(),
+                _ => None,
+            }
+        };
+        let v3 = only_copy(V3_SIGNATURE_HEADER).zip(only_copy(TIMESTAMP_HEADER));
+        let legacy = only_copy(LEGACY_SIGNATURE_HEADER).zip(only_copy(LEGACY_VERSION_HEADER));
+        SignedRequest { method, uri, body, v3, legacy }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("the request is not signed: X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp are required")]
@@ -48,7 +79,8 @@ pub fn verify(
 ) -> Result<(), SignatureError> {
     if let Some((signature, timestamp)) = request.v3 {
         let timestamp_ms: i64 = timestamp.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
-        if (now_ms - timestamp_ms).abs() > MAX_CLOCK_SKEW_MS {
+        // `abs_diff`: a timestamp near i64's limits must be refused, not overflow the subtraction.
+        if now_ms.abs_diff(timestamp_ms) > MAX_CLOCK_SKEW_MS.unsigned_abs() {
             return Err(SignatureError::Stale);
         }
         let provided = BASE64.decode(signature.trim()).map_err(|_| SignatureError::Mismatch)?;
@@ -223,6 +255,36 @@ mod tests {
         assert_eq!(verify(&request, &secret(), signed + MAX_CLOCK_SKEW_MS, false), Ok(()));
         assert_eq!(verify(&request, &secret(), signed + MAX_CLOCK_SKEW_MS + 1, false), Err(SignatureError::Stale));
         assert_eq!(verify(&request, &secret(), signed - MAX_CLOCK_SKEW_MS - 1, false), Err(SignatureError::Stale));
+    }
+
+    #[test]
+    fn timestamps_at_the_limits_of_i64_are_refused_without_overflowing() {
+        let good = "DxmVAjFNa2xfF3YgQjdZP6TNcok9k1oaH7UXombPtvw=";
+        let signed = 1_564_113_600_000;
+        // (timestamp, receiver's clock): each difference overflows an i64, or its absolute value does.
+        let far_apart = [(i64::MIN, signed), (i64::MIN, 0), (signed, i64::MIN), (i64::MAX, -1), (i64::MIN, i64::MAX)];
+        for (timestamp, now) in far_apart {
+            let timestamp = timestamp.to_string();
+            let request = v3_request(URI, BODY_A, good, &timestamp);
+            assert_eq!(verify(&request, &secret(), now, false), Err(SignatureError::Stale), "{timestamp} at {now}");
+        }
+    }
+
+    #[test]
+    fn signature_headers_are_read_in_any_case_and_only_when_sent_once() {
+        let good = "DxmVAjFNa2xfF3YgQjdZP6TNcok9k1oaH7UXombPtvw=";
+        let read = |headers: &[(&'static str, &'static str)]| {
+            let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+            SignedRequest::from_http("POST", URI, pairs, BODY_A.as_bytes()).v3
+        };
+        let signed = [("X-HubSpot-Signature-V3", good), ("x-hubspot-request-timestamp", "1564113600000")];
+        assert_eq!(read(&signed), Some((good, "1564113600000")));
+        let twice = [signed[0], signed[1], ("x-hubspot-signature-v3", good)];
+        assert_eq!(read(&twice), None, "a signature sent twice is ambiguous");
+        assert_eq!(read(&signed[..1]), None, "no timestamp, no v3 signature");
+
+        let not_utf8 = [(V3_SIGNATURE_HEADER, &[0xff_u8, 0xfe][..]), (TIMESTAMP_HEADER, b"1564113600000")];
+        assert_eq!(SignedRequest::from_http("POST", URI, not_utf8, b"").v3, None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::lists;
 use crate::objects::{self, parse_json};
 use crate::properties::validate;
 use crate::records::{Hub, Source};
-use crate::state::{DEFAULT_CLIENT_ID, ObjectType, Sim, Tokens, now_ms};
+use crate::state::{DEFAULT_CLIENT_ID, IssuedTokens, ObjectType, Sim, Tokens, now_ms};
 use crate::webhooks::{Subscription, WebhookAttempt};
 
 /// Records per `POST /_sim/portals/{hubId}/objects/{objectType}/bulk`.
@@ -97,6 +97,11 @@ impl Simulator {
         self.sim.lock().add_portal(hub_id, scopes.iter().map(|s| s.to_string()));
     }
 
+    /// Every access and refresh token handed out so far, in order, revoked ones included.
+    pub fn issued_tokens(&self) -> IssuedTokens {
+        self.sim.lock().issued_tokens.clone()
+    }
+
     /// Tokens as a completed install would get them, without the OAuth dance. An unknown
     /// portal is added with these scopes.
     pub fn issue_tokens(&self, hub_id: u64, client_id: &str, scopes: &[&str]) -> Tokens {
@@ -118,6 +123,16 @@ impl Simulator {
     /// The token's next use answers 401 EXPIRED_AUTHENTICATION.
     pub fn expire_access_token(&self, access_token: &str) {
         if let Some(token) = self.sim.lock().access_tokens.get_mut(access_token) {
+            token.expires_at = token.expires_at.min(now_ms() - 1);
+        }
+    }
+
+    /// The portal's users take the app's access away: every refresh token for the portal stops
+    /// working and every access token expires, until the app is installed again.
+    pub fn revoke_portal_grants(&self, hub_id: u64) {
+        let mut state = self.sim.lock();
+        state.refresh_tokens.retain(|_, token| token.hub_id != hub_id);
+        for token in state.access_tokens.values_mut().filter(|token| token.hub_id == hub_id) {
             token.expires_at = token.expires_at.min(now_ms() - 1);
         }
     }

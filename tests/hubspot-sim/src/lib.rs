@@ -49,7 +49,8 @@ pub use faults::{Fault, FaultKind};
 pub use lists::{MEMBERSHIP_IDS_LIMIT, MEMBERSHIP_PAGE_MAX};
 pub use objects::BATCH_LIMIT;
 pub use state::{
-    ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PORTAL, OmittedOnUpsert, SimConfig, Tokens,
+    ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PORTAL, IssuedTokens, OmittedOnUpsert, SimConfig,
+    Tokens,
 };
 pub use webhooks::{Subscription, WEBHOOK_BATCH_MAX, WebhookAttempt, signature_v1, signature_v3};
 

@@ -112,6 +112,14 @@ pub struct Tokens {
     pub expires_in: u64,
 }
 
+/// Every token the simulator has handed out, revoked ones included: what a client must never
+/// show in its logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct IssuedTokens {
+    pub access: Vec<String>,
+    pub refresh: Vec<String>,
+}
+
 /// The CRM object types the simulator knows. Paths accept the plural name, the singular name
 /// and the type id (`contacts`, `contact`, `0-1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -285,6 +293,7 @@ pub struct State {
     pub access_tokens: HashMap<String, AccessToken>,
     /// Revoked refresh tokens are removed.
     pub refresh_tokens: HashMap<String, RefreshToken>,
+    pub issued_tokens: IssuedTokens,
     /// Request times per (portal, app) in the current rolling window.
     pub windows: HashMap<(u64, String), VecDeque<Instant>>,
     pub faults: Vec<Fault>,
@@ -309,6 +318,7 @@ impl State {
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
             refresh_tokens: HashMap::new(),
+            issued_tokens: IssuedTokens::default(),
             windows: HashMap::new(),
             faults: Vec::new(),
             request_counts: HashMap::new(),
@@ -371,6 +381,7 @@ impl State {
     pub fn mint_tokens(&mut self, hub_id: u64, client_id: &str, scopes: Vec<String>, ttl: Duration) -> Tokens {
         let user_id = self.portals.get(&hub_id).map(|p| p.user_id).unwrap_or_default();
         let refresh_token = format!("na1-{}", uuid::Uuid::new_v4());
+        self.issued_tokens.refresh.push(refresh_token.clone());
         self.refresh_tokens.insert(
             refresh_token.clone(),
             RefreshToken { client_id: client_id.to_string(), hub_id, user_id, scopes: scopes.clone() },
@@ -391,6 +402,7 @@ impl State {
         let token = format!("CKsim{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let expires_at = now_ms() + ttl.as_millis() as i64;
         self.installs.insert((client_id.to_string(), hub_id));
+        self.issued_tokens.access.push(token.clone());
         self.access_tokens.insert(
             token.clone(),
             AccessToken { client_id: client_id.to_string(), hub_id, user_id, scopes, expires_at },
