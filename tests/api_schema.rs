@@ -52,10 +52,11 @@ parameters = { "path.connection_id" = "${HUBSYNC_CONNECTION_TO_UNINSTALL}" }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_api_answers_as_its_openapi_document_says() {
-    let schemathesis = schemathesis_command();
+    let mut schemathesis = schemathesis_command();
     let local = start_local().await;
     let base = local.base_url.clone();
     let connection = connection_id(&install_demo_portal(&base).await);
+    // The next install lands on the portal added last: a second connection, for the uninstall.
     let simulator = local.simulator.as_ref().expect("the simulator runs");
     simulator.add_portal(2000, ALL_SCOPES);
     let to_uninstall = connection_id(&install_demo_portal(&base).await);
@@ -76,14 +77,15 @@ async fn the_console_api_answers_as_its_openapi_document_says() {
     let workdir = std::env::temp_dir().join(hubsync_tests::unique_name("hubsync-schemathesis"));
     std::fs::create_dir(&workdir).unwrap();
     std::fs::write(workdir.join("schemathesis.toml"), CONFIG).unwrap();
-    let mut run = schemathesis;
-    run.current_dir(&workdir)
+    schemathesis
+        .current_dir(&workdir)
         .args(["--config-file", "schemathesis.toml", "run", "--no-color", &format!("{base}/openapi.json")])
         .env("HUBSYNC_API_KEY", DEMO_API_KEY)
         .env("HUBSYNC_CONNECTION", &connection)
         .env("HUBSYNC_CONNECTION_TO_UNINSTALL", &to_uninstall);
     let started = Instant::now();
-    let (passed, report) = tokio::task::spawn_blocking(move || run_with_time_limit(run, &workdir)).await.unwrap();
+    let (passed, report) =
+        tokio::task::spawn_blocking(move || run_with_time_limit(schemathesis, &workdir)).await.unwrap();
     assert!(passed, "schemathesis found answers that differ from the OpenAPI document:\n{report}");
     println!("schemathesis passed in {:.0?}:\n{report}", started.elapsed());
 

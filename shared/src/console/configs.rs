@@ -4,7 +4,7 @@ use crate::connect::calls::{CallError, with_token};
 use crate::console::schemas;
 use crate::deps::Deps;
 use crate::domain::mapping::{ConfigProblem, Schemas, check_config};
-use crate::domain::{Connection, ConnectionConfig, ObjectType, VersionedConfig};
+use crate::domain::{Connection, ConnectionConfig, ObjectConfig, ObjectType, VersionedConfig};
 use crate::http::ApiError;
 use crate::hubspot::{HubSpotError, PropertyCreate};
 
@@ -77,6 +77,17 @@ fn check_ingest_url(config: &ConnectionConfig) -> Option<ConfigProblem> {
 /// Lists per object (as the OpenAPI document says): checking each one costs a HubSpot call.
 pub const MAX_LISTS_PER_OBJECT: usize = 100;
 
+fn too_many_lists(object: ObjectType, config: &ObjectConfig) -> Option<ConfigProblem> {
+    (config.lists.len() > MAX_LISTS_PER_OBJECT).then(|| ConfigProblem {
+        object: Some(object),
+        platform_field: None,
+        hubspot_property: None,
+        rule: "too_many_lists",
+        message: format!("{} lists for {object}; at most {MAX_LISTS_PER_OBJECT}", config.lists.len()),
+        fix: "add records to fewer lists".into(),
+    })
+}
+
 /// The lists a config adds records to must exist, hold the object, and take manual members.
 async fn check_lists(
     deps: &Deps,
@@ -85,15 +96,8 @@ async fn check_lists(
 ) -> Result<Vec<ConfigProblem>, ApiError> {
     let mut problems = Vec::new();
     for (object, object_config) in &config.objects {
-        if object_config.lists.len() > MAX_LISTS_PER_OBJECT {
-            problems.push(ConfigProblem {
-                object: Some(*object),
-                platform_field: None,
-                hubspot_property: None,
-                rule: "too_many_lists",
-                message: format!("{} lists for {object}; at most {MAX_LISTS_PER_OBJECT}", object_config.lists.len()),
-                fix: "add records to fewer lists".into(),
-            });
+        if let Some(problem) = too_many_lists(*object, object_config) {
+            problems.push(problem);
             continue;
         }
         let mut checked = std::collections::HashSet::new();
@@ -223,5 +227,54 @@ async fn backfill_new_inbound_fields(
                 tracing::warn!(connection = %connection.id, %object, error = %err, "could not start a backfill")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PropertyDef;
+
+    fn counter(name: &str) -> ConnectionConfig {
+        let mut config = ConnectionConfig::default();
+        config.options.bidirectional_counter_property = Some(name.to_string());
+        config
+    }
+
+    #[test]
+    fn a_counter_property_to_create_needs_a_name_hubspot_accepts() {
+        let existing = PropertyDef {
+            name: "Legacy Counter".into(),
+            label: "Legacy".into(),
+            value_type: "number".into(),
+            field_type: "number".into(),
+            options: vec![],
+            read_only: false,
+            unique: false,
+        };
+        let schemas = Schemas::from([(ObjectType::Contacts, vec![existing])]);
+
+        for refused in ["", "Acme Changed", "1st_change", "acme-changed"] {
+            let problem = check_counter_name(&counter(refused), &schemas).expect(refused);
+            assert_eq!(problem.rule, "counter_name_invalid");
+        }
+        assert!(check_counter_name(&counter("acme_changed_2"), &schemas).is_none());
+        assert!(check_counter_name(&counter("Legacy Counter"), &schemas).is_none(), "it exists already");
+        assert!(check_counter_name(&ConnectionConfig::default(), &schemas).is_none());
+    }
+
+    #[test]
+    fn more_lists_than_documented_are_refused_before_hubspot_is_asked_about_each() {
+        let mut contacts = ObjectConfig {
+            match_key: crate::domain::MatchKey::Email,
+            write_mode: crate::domain::WriteMode::Upsert,
+            fields: vec![],
+            lists: (0..MAX_LISTS_PER_OBJECT).map(|id| id.to_string()).collect(),
+        };
+        assert!(too_many_lists(ObjectType::Contacts, &contacts).is_none());
+        contacts.lists.push("one more".into());
+        let problem = too_many_lists(ObjectType::Contacts, &contacts).expect("a problem");
+        assert_eq!(problem.rule, "too_many_lists");
+        assert_eq!(problem.message, "101 lists for contacts; at most 100");
     }
 }

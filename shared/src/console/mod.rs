@@ -27,3 +27,24 @@ impl From<CallError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+    use reqwest::StatusCode;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    #[test]
+    fn a_spent_hubspot_rate_limit_is_a_429_with_hubspots_wait() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("3"));
+        let body = br#"{"status":"error","message":"You have reached your ten_secondly_rolling limit.","errorType":"RATE_LIMIT","policyName":"TEN_SECONDLY_ROLLING"}"#;
+        let limited = HubSpotError::from_response("get list", StatusCode::TOO_MANY_REQUESTS, &headers, body, &[]);
+
+        let error = ApiError::from(CallError::HubSpot(limited));
+        assert_eq!(error.to_string(), "HubSpot's rate limit for this portal is reached: try again in 3 s");
+        assert_eq!(error.into_response().status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}
