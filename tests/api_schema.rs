@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hubspot_sim::ALL_SCOPES;
 use hubsync_local::DEMO_API_KEY;
-use hubsync_tests::local::{install_demo_portal, start_local};
+use hubsync_tests::local::{DemoConsole, install_demo_portal, start_local};
 use serde_json::{Value, json};
 
 const SCHEMATHESIS_VERSION: &str = "4.32.5";
@@ -65,13 +65,8 @@ async fn the_console_api_answers_as_its_openapi_document_says() {
         "objects": { "contacts": { "match_key": { "kind": "email" }, "write_mode": "upsert", "fields": [
             { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "both", "platform_type": "string" } ] } },
         "options": { "webhooks_enabled": false, "data_in_enabled": true, "ingest_url": format!("{base}/local/platform/ingest") } } });
-    let saved = reqwest::Client::new()
-        .put(format!("{base}/connections/{connection}/config"))
-        .bearer_auth(DEMO_API_KEY)
-        .json(&config)
-        .send()
-        .await
-        .unwrap();
+    let console = DemoConsole::new(&base);
+    let saved = console.send(reqwest::Method::PUT, &format!("/connections/{connection}/config"), &config).await;
     assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap());
 
     let workdir = std::env::temp_dir().join(hubsync_tests::unique_name("hubsync-schemathesis"));
@@ -90,16 +85,8 @@ async fn the_console_api_answers_as_its_openapi_document_says() {
     println!("schemathesis passed in {:.0?}:\n{report}", started.elapsed());
 
     // The ids above were the ones used: the uninstall reached its own connection, and only it.
-    let status = |id: String| {
-        let url = format!("{base}/connections/{id}");
-        async move {
-            let connection: Value =
-                reqwest::Client::new().get(url).bearer_auth(DEMO_API_KEY).send().await.unwrap().json().await.unwrap();
-            connection["status"].clone()
-        }
-    };
-    assert_eq!(status(to_uninstall).await, "disabled");
-    assert_eq!(status(connection).await, "active");
+    assert_eq!(console.get(&format!("/connections/{to_uninstall}")).await["status"], "disabled");
+    assert_eq!(console.get(&format!("/connections/{connection}")).await["status"], "active");
     local.shutdown().await;
 }
 

@@ -27,7 +27,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use hubspot_sim::{Fault, FaultKind, SimConfig, Subscription};
+use hubspot_sim::{ALL_SCOPES, Fault, FaultKind, SimConfig, Subscription};
 use hubsync::console::configs;
 use hubsync::deps::Deps;
 use hubsync::domain::{ConnectionId, ConnectionStatus, Secret, SyncFlow, VersionedConfig};
@@ -38,7 +38,7 @@ use hubsync::work::{ParkedMessage, redrive};
 use hubsync_tests::bench::env;
 use hubsync_tests::lambda::{Event, invoke};
 use hubsync_tests::oauth::{callback, consent, query, start};
-use hubsync_tests::push::sqs_event;
+use hubsync_tests::push::{acknowledge, sqs_event};
 use hubsync_tests::world::{CLIENT_ID, World};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -151,7 +151,7 @@ impl Chaos {
         let mut tenants = Vec::new();
         for index in 0..scenario.tenants {
             let portal = 2000 + index as u64;
-            world.sim.add_portal(portal, &scopes());
+            world.sim.add_portal(portal, ALL_SCOPES);
             let key = world.tenant(&format!("tenant{index}")).await;
             let connection = install_on(&world, &key, portal).await;
             let stored = world.deps.store.get_connection(&connection).await.unwrap().unwrap();
@@ -197,8 +197,8 @@ impl Chaos {
             path_prefix: Some("/crm".into()),
             remaining: Some(3),
         });
-        self.loops.crash_rate.store(rate_bits(0.1), Ordering::Relaxed);
-        self.gateway.replay_rate.store(rate_bits(0.15), Ordering::Relaxed);
+        self.loops.crash_rate.store(0.1_f64.to_bits(), Ordering::Relaxed);
+        self.gateway.replay_rate.store(0.15_f64.to_bits(), Ordering::Relaxed);
 
         let mut rng = StdRng::seed_from_u64(scenario.seed);
         let started = Instant::now();
@@ -316,8 +316,8 @@ impl Chaos {
     /// Faults off, parked work redriven, a catch-up pull; then the comparison.
     async fn finish(&self) -> Report {
         self.world.sim.clear_faults();
-        self.loops.crash_rate.store(rate_bits(0.0), Ordering::Relaxed);
-        self.gateway.replay_rate.store(rate_bits(0.0), Ordering::Relaxed);
+        self.loops.crash_rate.store(0.0_f64.to_bits(), Ordering::Relaxed);
+        self.gateway.replay_rate.store(0.0_f64.to_bits(), Ordering::Relaxed);
         self.gateway.replay_all().await;
         self.platform.lock().unwrap().down = false;
         self.settle().await;
@@ -670,7 +670,7 @@ impl Gateway {
         let gateway = Arc::new(Gateway {
             url: format!("http://{}/webhooks/hubspot", listener.local_addr().unwrap()),
             deps: OnceLock::new(),
-            replay_rate: AtomicU64::new(rate_bits(0.0)),
+            replay_rate: AtomicU64::new(0.0_f64.to_bits()),
             kept: Mutex::default(),
             replayed: AtomicU64::new(0),
             rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x9e37)),
@@ -741,7 +741,7 @@ struct Loops {
 impl Loops {
     fn start(deps: &Deps, seed: u64) -> Arc<Loops> {
         let loops = Arc::new(Loops {
-            crash_rate: AtomicU64::new(rate_bits(0.0)),
+            crash_rate: AtomicU64::new(0.0_f64.to_bits()),
             crashes: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             last_busy_ms: AtomicU64::new(0),
@@ -807,7 +807,9 @@ impl Loops {
                     Some(invocation.await)
                 };
                 match response {
-                    Some(response) => acknowledge(&*queue, &batch, &response).await,
+                    Some(response) => {
+                        acknowledge(&*queue, &batch, &response).await;
+                    }
                     None => {
                         loops.crashes.fetch_add(1, Ordering::Relaxed);
                         for message in &batch {
@@ -818,14 +820,6 @@ impl Loops {
                 loops.mark_busy();
             }
         });
-    }
-}
-
-async fn acknowledge(queue: &dyn Queue, batch: &[ReceivedMessage], response: &SqsBatchResponse) {
-    for message in batch {
-        if !response.batch_item_failures.iter().any(|f| f.item_identifier == message.message_id) {
-            queue.delete(&message.receipt_handle).await.unwrap();
-        }
     }
 }
 
@@ -850,18 +844,6 @@ impl Queue for Hurried {
 }
 
 // ---- Setup ----
-
-fn rate_bits(rate: f64) -> u64 {
-    rate.to_bits()
-}
-
-fn scopes() -> Vec<&'static str> {
-    hubsync::settings::DEFAULT_REQUIRED_SCOPES
-        .iter()
-        .chain(hubsync::settings::DEFAULT_OPTIONAL_SCOPES)
-        .copied()
-        .collect()
-}
 
 /// Install (or reinstall) the app for a tenant on one portal; returns the connection.
 async fn install_on(world: &World, key: &Secret, portal: u64) -> ConnectionId {

@@ -1,8 +1,8 @@
 //! The README's walkthrough, on the local runner: connect a simulated portal, save a mapping and
 //! push a change, over real HTTP, with no AWS at all.
 
-use hubsync_local::DEMO_API_KEY;
-use hubsync_tests::local::{install_demo_portal, start_local};
+use hubsync_tests::local::{DemoConsole, install_demo_portal, start_local};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -10,13 +10,13 @@ async fn a_newcomer_connects_a_simulated_portal_saves_a_mapping_and_pushes_a_con
     let local = start_local().await;
     let base = &local.base_url;
     let http = reqwest::Client::new();
+    let console = DemoConsole::new(base);
 
     let outcome = install_demo_portal(base).await;
     assert_eq!(outcome["hubsync_status"], "connected", "{outcome}");
     let connection = outcome["connection_id"].as_str().unwrap().to_string();
 
-    let listed: Value =
-        http.get(format!("{base}/connections")).bearer_auth(DEMO_API_KEY).send().await.unwrap().json().await.unwrap();
+    let listed = console.get("/connections").await;
     assert_eq!(listed["connections"][0]["id"], connection.as_str());
 
     let config = json!({
@@ -27,31 +27,18 @@ async fn a_newcomer_connects_a_simulated_portal_saves_a_mapping_and_pushes_a_con
             "fields": [ { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "out", "platform_type": "string" } ]
         } } }
     });
-    let saved = http
-        .put(format!("{base}/connections/{connection}/config"))
-        .bearer_auth(DEMO_API_KEY)
-        .json(&config)
-        .send()
-        .await
-        .unwrap();
+    let saved = console.send(Method::PUT, &format!("/connections/{connection}/config"), &config).await;
     assert_eq!(saved.status(), 200);
     assert_eq!(saved.json::<Value>().await.unwrap()["version"], 1);
 
     // "Sync with HubSpot": the in-process push worker takes it from the queue to the portal.
     let change = json!({ "version": 1, "object": "contact", "record_key": "ada@example.com",
         "fields": { "first_name": "Ada" }, "changed_at": "2026-01-01T12:00:00Z" });
-    let queued = http
-        .post(format!("{base}/connections/{connection}/sync"))
-        .bearer_auth(DEMO_API_KEY)
-        .json(&change)
-        .send()
-        .await
-        .unwrap();
+    let queued = console.send(Method::POST, &format!("/connections/{connection}/sync"), &change).await;
     assert_eq!(queued.status(), 202);
     let mut runs = Value::Null;
     for _ in 0..100 {
-        let url = format!("{base}/connections/{connection}/runs");
-        runs = http.get(url).bearer_auth(DEMO_API_KEY).send().await.unwrap().json().await.unwrap();
+        runs = console.get(&format!("/connections/{connection}/runs")).await;
         if runs["runs"].as_array().is_some_and(|r| !r.is_empty()) {
             break;
         }
@@ -71,13 +58,7 @@ async fn a_newcomer_connects_a_simulated_portal_saves_a_mapping_and_pushes_a_con
             "fields": [ { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "both", "platform_type": "string" } ]
         } }, "options": { "webhooks_enabled": true, "data_in_enabled": true, "ingest_url": format!("{base}/local/platform/ingest") } }
     });
-    let saved = http
-        .put(format!("{base}/connections/{connection}/config"))
-        .bearer_auth(DEMO_API_KEY)
-        .json(&config)
-        .send()
-        .await
-        .unwrap();
+    let saved = console.send(Method::PUT, &format!("/connections/{connection}/config"), &config).await;
     assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap());
 
     // Someone renames Ada in HubSpot: the webhook brings it to the platform.

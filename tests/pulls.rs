@@ -7,7 +7,7 @@ use std::time::Duration;
 use hubsync::domain::{ObjectType, RunStatus, SyncFlow};
 use hubsync::inbound::{PullWorker, plan_pulls, start_pull};
 use hubsync_tests::platform::Platform;
-use hubsync_tests::push::{PORTAL, PushSetup, sqs_event};
+use hubsync_tests::push::{PORTAL, PushSetup, acknowledge, sqs_event};
 use serde_json::{Value, json};
 
 fn config(ingest_url: &str) -> Value {
@@ -30,12 +30,9 @@ async fn drain_bulk(setup: &PushSetup, worker: &PullWorker) -> usize {
         }
         jobs += batch.len();
         let response = bulk_worker::handle(worker, queue.as_ref(), sqs_event(&batch)).await;
-        for message in &batch {
-            assert!(
-                !response.batch_item_failures.iter().any(|f| f.item_identifier == message.message_id),
-                "a pull job failed"
-            );
-            queue.delete(&message.receipt_handle).await.unwrap();
+        if acknowledge(queue.as_ref(), &batch, &response).await > 0 {
+            let latest = setup.runs().await.pop().map(|run| run.counts);
+            panic!("a pull job failed; the latest run counted {latest:?}");
         }
     }
 }

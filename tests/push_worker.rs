@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use hubspot_sim::{Fault, FaultKind, SimConfig};
-use hubsync::domain::{ConnectionStatus, RunCounts};
+use hubsync::domain::{ConnectionStatus, ObjectType, RunCounts};
 use hubsync::push::PushWorker;
+use hubsync::work::calls::NEEDS_REAUTH;
+use hubsync::work::{ParkNote, park};
 use hubsync_tests::lambda::{Event, invoke};
-use hubsync_tests::push::{PORTAL, PushSetup, contacts_config};
+use hubsync_tests::push::{PORTAL, PushSetup, contacts_config, take_all};
 use hubsync_tests::world::World;
 use serde_json::{Value, json};
 
@@ -409,7 +411,7 @@ async fn drain_with(setup: &PushSetup, worker: &PushWorker) {
 }
 
 #[tokio::test]
-async fn reinstalling_a_connection_that_needed_reauth_replays_its_parked_changes() {
+async fn reinstalling_a_connection_that_needed_reauth_replays_its_parked_changes_both_ways() {
     let setup = PushSetup::new(contacts_config("upsert")).await;
     let mut connection = setup.connection.clone();
     connection.status = ConnectionStatus::NeedsReauth;
@@ -425,9 +427,41 @@ async fn reinstalling_a_connection_that_needed_reauth_replays_its_parked_changes
         }
     }
     assert!(setup.receive(10).await.is_empty(), "parked after its last attempt");
+    // A HubSpot change the inbound worker parked meanwhile, for the platform.
+    let inbound = json!({ "version": 1, "connection_id": setup.connection.id, "portal_id": PORTAL, "events": [] });
+    let note = ParkNote {
+        reason: NEEDS_REAUTH.into(),
+        connection_id: Some(setup.connection.id.clone()),
+        attempts: 6,
+        parked_at: time::OffsetDateTime::now_utc(),
+    };
+    park(setup.world.deps.inbound.parked.as_ref(), &inbound.to_string(), note).await.unwrap();
 
     hubsync_tests::oauth::install(&setup.world, setup.key.expose()).await;
     assert!(setup.drain().await.is_empty());
     assert_eq!(setup.contact("user0@example.com").unwrap()["firstname"], "Ada 0");
     assert!(setup.parked().await.is_empty());
+    let replayed = take_all(setup.world.deps.inbound.work.as_ref()).await;
+    assert_eq!(replayed, vec![inbound.to_string()], "the HubSpot change is back on its way to the platform");
+}
+
+#[tokio::test]
+async fn every_value_written_is_remembered_as_hubsyncs_own_when_later_changes_carry_other_fields() {
+    let setup = PushSetup::new(contacts_config("upsert")).await;
+    setup
+        .send(&[setup.change("contact", "ada@example.com", json!({ "first_name": "Ada" }), "2026-01-01T00:00:00Z")])
+        .await;
+    assert!(setup.drain().await.is_empty());
+    setup
+        .send(&[setup.change("contact", "ada@example.com", json!({ "last_name": "Lovelace" }), "2026-01-01T00:01:00Z")])
+        .await;
+    assert!(setup.drain().await.is_empty());
+
+    // Both values are HubSpot's now; either coming back is an echo, not news for the platform.
+    let keys = ["ada@example.com".to_string()];
+    let states = setup.world.deps.store.get_record_states(&setup.connection.id, ObjectType::Contacts, &keys).await;
+    let state = states.unwrap().remove("ada@example.com").expect("a state is kept");
+    assert_eq!(state.pushed_values.get("firstname").map(String::as_str), Some("Ada"));
+    assert_eq!(state.pushed_values.get("lastname").map(String::as_str), Some("Lovelace"));
+    assert!(state.writing_values.is_empty(), "nothing is still being written: {state:?}");
 }

@@ -4,7 +4,6 @@
 //! gets through, so every refusal is the code's doing and not a broken request.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use axum::body::to_bytes;
 use axum::http::StatusCode;
@@ -17,7 +16,7 @@ use hubsync::ports::{Clock, OutgoingMessage};
 use hubsync::webhooks::signature::{v1_signature, v2_signature, v3_signature};
 use hubsync_tests::lambda::{Event, Reply, invoke};
 use hubsync_tests::oauth::{callback, consent, install, query, start};
-use hubsync_tests::push::PushSetup;
+use hubsync_tests::push::{PushSetup, take_all};
 use hubsync_tests::world::{CLIENT_SECRET, CONSOLE, World};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -141,18 +140,8 @@ async fn post(deps: &Deps, request: &WebhookRequest) -> Reply {
 
 /// Everything on the inbound queue (taken off it).
 async fn inbound_messages(deps: &Deps) -> Vec<InboundMessage> {
-    let queue = &deps.inbound.work;
-    let mut found = Vec::new();
-    loop {
-        let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
-        if batch.is_empty() {
-            return found;
-        }
-        for message in batch {
-            found.push(serde_json::from_str(&message.body).unwrap());
-            queue.delete(&message.receipt_handle).await.unwrap();
-        }
-    }
+    let bodies = take_all(deps.inbound.work.as_ref()).await;
+    bodies.iter().map(|body| serde_json::from_str(body).unwrap()).collect()
 }
 
 #[tokio::test]
@@ -442,19 +431,15 @@ async fn stored_state(world: &World, id: &str) -> Value {
 
 /// The connection ids of the messages on a queue (taken off it).
 async fn queued_connections(queue: &dyn hubsync::ports::Queue) -> Vec<String> {
-    let mut found = Vec::new();
-    loop {
-        let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
-        if batch.is_empty() {
-            found.sort();
-            return found;
-        }
-        for message in batch {
-            let body: Value = serde_json::from_str(&message.body).unwrap();
-            found.push(body["connection_id"].as_str().unwrap_or_default().to_string());
-            queue.delete(&message.receipt_handle).await.unwrap();
-        }
-    }
+    let mut found: Vec<String> = take_all(queue)
+        .await
+        .iter()
+        .map(|body| {
+            serde_json::from_str::<Value>(body).unwrap()["connection_id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 #[test]

@@ -12,7 +12,7 @@ use hubsync::webhooks::signature::v3_signature;
 use hubsync::work::ParkedMessage;
 use hubsync_tests::lambda::{Event, Reply, invoke};
 use hubsync_tests::platform::Platform;
-use hubsync_tests::push::{PORTAL, PushSetup, sqs_event};
+use hubsync_tests::push::{PORTAL, PushSetup, acknowledge, sqs_event, take_all};
 use hubsync_tests::world::CLIENT_SECRET;
 use serde_json::{Value, json};
 
@@ -58,18 +58,8 @@ async fn post_webhook(setup: &PushSetup, body: &str, timestamp: i64, secret: &st
 }
 
 async fn inbound_messages(setup: &PushSetup) -> Vec<InboundMessage> {
-    let queue = &setup.world.deps.inbound.work;
-    let mut found = Vec::new();
-    loop {
-        let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
-        if batch.is_empty() {
-            return found;
-        }
-        for message in batch {
-            found.push(serde_json::from_str(&message.body).unwrap());
-            queue.delete(&message.receipt_handle).await.unwrap();
-        }
-    }
+    let bodies = take_all(setup.world.deps.inbound.work.as_ref()).await;
+    bodies.iter().map(|body| serde_json::from_str(body).unwrap()).collect()
 }
 
 /// Runs the inbound worker over what is on the inbound queue, as Lambda would.
@@ -82,13 +72,7 @@ async fn drain_inbound(setup: &PushSetup, worker: &InboundWorker) -> usize {
             return failures;
         }
         let response = inbound_worker::handle(worker, queue.as_ref(), sqs_event(&batch)).await;
-        for message in &batch {
-            if response.batch_item_failures.iter().any(|f| f.item_identifier == message.message_id) {
-                failures += 1;
-            } else {
-                queue.delete(&message.receipt_handle).await.unwrap();
-            }
-        }
+        failures += acknowledge(queue.as_ref(), &batch, &response).await;
     }
 }
 
@@ -141,7 +125,7 @@ async fn malformed_and_oversize_bodies_are_refused_after_verification() {
 }
 
 #[tokio::test]
-async fn echoes_unknown_portals_unmapped_properties_and_disabled_connections_are_not_passed_on() {
+async fn echoes_unknown_portals_unmapped_properties_and_disabled_connections_are_not_passed_on_but_reauth_waits() {
     let setup = PushSetup::new(inbound_config("https://platform.example.com/ingest")).await;
     let now = now_ms(&setup);
     let mut echo = event("501", "firstname", "Ada", now);
@@ -159,7 +143,14 @@ async fn echoes_unknown_portals_unmapped_properties_and_disabled_connections_are
         (json!(1), json!(2), json!(0))
     );
 
+    // A connection waiting to be authorised again keeps its events for when it is back.
     let mut connection = setup.connection.clone();
+    connection.status = ConnectionStatus::NeedsReauth;
+    setup.world.deps.store.put_connection(&connection).await.unwrap();
+    let body = json!([event("505", "firstname", "Ada", now)]).to_string();
+    assert_eq!(post_webhook(&setup, &body, now, CLIENT_SECRET).await.json()["enqueued"], 1);
+    assert_eq!(inbound_messages(&setup).await.len(), 1);
+
     connection.status = ConnectionStatus::Disabled;
     setup.world.deps.store.put_connection(&connection).await.unwrap();
     let body = json!([event("504", "firstname", "Ada", now)]).to_string();

@@ -39,8 +39,9 @@ use hubspot_sim::{ALL_SCOPES, signature_v3};
 use hubsync::console::configs;
 use hubsync::domain::{ConnectionId, VersionedConfig};
 use hubsync::ports::OutgoingMessage;
-use hubsync_local::{LocalOptions, PlatformArrival, QueueDepths, RunningLocal};
+use hubsync_local::{PlatformArrival, QueueDepths, RunningLocal};
 use hubsync_tests::bench::{env, peak_memory_mib, process_cpu_seconds};
+use hubsync_tests::local::start_uncaptured;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -204,6 +205,31 @@ struct Schedule {
     until: Instant,
 }
 
+impl Schedule {
+    /// Ticks until the schedule ends; each tick says how many items should have been sent by now.
+    fn pace(self) -> Pace {
+        let mut ticks = tokio::time::interval(TICK);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Pace { schedule: self, started: Instant::now(), ticks }
+    }
+}
+
+struct Pace {
+    schedule: Schedule,
+    started: Instant,
+    ticks: tokio::time::Interval,
+}
+
+impl Pace {
+    async fn due(&mut self) -> Option<usize> {
+        if Instant::now() >= self.schedule.until {
+            return None;
+        }
+        self.ticks.tick().await;
+        Some((self.started.elapsed().as_secs_f64() * self.schedule.per_second) as usize)
+    }
+}
+
 /// What the traffic generators and the observers share.
 struct Traffic {
     clock: Clock,
@@ -237,15 +263,7 @@ async fn main() {
         workers_per_queue: env("HUBSYNC_BENCH_LOAD_WORKERS", 5).max(1),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Started directly rather than through the test harness, which captures every log line
-    // in memory: for minutes of traffic that would weigh on the memory and CPU measured here.
-    let mut local = hubsync_local::start(LocalOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        simulator_addr: "127.0.0.1:0".parse().unwrap(),
-        real_hubspot: None,
-    })
-    .await
-    .expect("the local runner starts");
+    let mut local = start_uncaptured().await;
     local.add_workers(settings.workers_per_queue - 1);
     let sim = local.simulator.as_ref().expect("the simulator runs");
     // This benchmark sends the webhooks itself, at its own rate: the simulator sends none.
@@ -531,13 +549,9 @@ async fn send_webhooks(
     let app_id = sim.app_id(CLIENT_ID);
     let http = reqwest::Client::new();
     let mut posts = JoinSet::new();
-    let started = Instant::now();
-    let mut ticks = tokio::time::interval(TICK);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pace = schedule.pace();
     let mut sent = 0usize;
-    while Instant::now() < schedule.until {
-        ticks.tick().await;
-        let due = (started.elapsed().as_secs_f64() * schedule.per_second) as usize;
+    while let Some(due) = pace.due().await {
         let mut by_portal: BTreeMap<u64, (Vec<Value>, Vec<usize>)> = BTreeMap::new();
         while sent < due {
             let Portal { hub_id, contacts, .. } = &portals[sent % portals.len()];
@@ -619,13 +633,9 @@ async fn send_pushes(
     traffic: Arc<Traffic>,
     schedule: Schedule,
 ) {
-    let started = Instant::now();
-    let mut ticks = tokio::time::interval(TICK);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pace = schedule.pace();
     let mut sent = 0usize;
-    while Instant::now() < schedule.until {
-        ticks.tick().await;
-        let due = (started.elapsed().as_secs_f64() * schedule.per_second) as usize;
+    while let Some(due) = pace.due().await {
         let mut messages = Vec::new();
         let mut seqs = Vec::new();
         while sent < due {

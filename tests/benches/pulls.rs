@@ -25,7 +25,7 @@ use hubsync::console::configs;
 use hubsync::deps::Deps;
 use hubsync::domain::{ConnectionId, ObjectType, RunStatus, SyncFlow, SyncRun, VersionedConfig};
 use hubsync::inbound::{start_full_sync, start_pull};
-use hubsync_tests::local::{install_demo_portal, start_local};
+use hubsync_tests::local::{install_demo_portal, start_uncaptured};
 use serde_json::json;
 
 const PORTAL: u64 = 1000;
@@ -57,7 +57,7 @@ struct Phase {
 async fn main() {
     let records: usize = env("HUBSYNC_BENCH_RECORDS", 100_000);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let local = start_local().await;
+    let local = start_uncaptured().await;
     let sim = local.simulator.as_ref().expect("the simulator runs");
     let outcome = install_demo_portal(&local.base_url).await;
     let connection_id = ConnectionId::new(outcome["connection_id"].as_str().expect("connected"));

@@ -20,7 +20,7 @@ use hubsync::domain::{ConnectionId, VersionedConfig};
 use hubsync::ports::ReceivedMessage;
 use hubsync::push::PushWorker;
 use hubsync::work::Disposition;
-use hubsync_tests::local::{install_demo_portal, start_local};
+use hubsync_tests::local::{install_demo_portal, start_uncaptured};
 use serde_json::json;
 
 const BATCH: usize = 100;
@@ -41,7 +41,7 @@ struct Phase {
 async fn main() {
     let records: usize = env("HUBSYNC_BENCH_RECORDS", 100_000);
     let workers: usize = env("HUBSYNC_BENCH_WORKERS", 4);
-    let local = start_local().await;
+    let local = start_uncaptured().await;
     let outcome = install_demo_portal(&local.base_url).await;
     let connection_id = ConnectionId::new(outcome["connection_id"].as_str().expect("connected"));
     let deps = local.deps.clone();

@@ -26,7 +26,7 @@ use hubsync::console::configs;
 use hubsync::domain::{ConnectionId, Secret, VersionedConfig};
 use hubsync::webhooks::signature::v3_signature;
 use hubsync::work::Pacer;
-use hubsync_tests::local::{install_demo_portal, start_local};
+use hubsync_tests::local::{install_demo_portal, start_uncaptured};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -63,7 +63,7 @@ async fn main() {
     let warm_up = (requests / 10).max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    let local = start_local().await;
+    let local = start_uncaptured().await;
     let sim = local.simulator.as_ref().expect("the simulator runs");
     let outcome = install_demo_portal(&local.base_url).await;
     let connection_id = ConnectionId::new(outcome["connection_id"].as_str().expect("connected"));

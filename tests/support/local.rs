@@ -7,19 +7,25 @@ use crate::logs::{SecretKind, SecretWatch};
 
 pub async fn start_local() -> LocalRunner {
     let secrets = SecretWatch::start();
-    let running = hubsync_local::start(LocalOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        simulator_addr: "127.0.0.1:0".parse().unwrap(),
-        real_hubspot: None,
-    })
-    .await
-    .expect("the local runner starts");
+    let running = start_uncaptured().await;
     let app = running.deps.secrets.app_secrets().await.expect("the local runner's secrets");
     secrets.register(SecretKind::ClientSecret, app.client_secret.expose());
     secrets.register(SecretKind::DeliverySigningSecret, app.delivery_signing_secret.expose());
     secrets.register(SecretKind::TokenEncryptionKey, app.token_encryption_key.expose());
     secrets.register(SecretKind::ConsoleApiKey, DEMO_API_KEY);
     LocalRunner { running: Some(running), secrets }
+}
+
+/// The local runner without the log capture, for benchmarks: capturing every line in memory
+/// would weigh on the memory and CPU they measure.
+pub async fn start_uncaptured() -> RunningLocal {
+    hubsync_local::start(LocalOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        simulator_addr: "127.0.0.1:0".parse().unwrap(),
+        real_hubspot: None,
+    })
+    .await
+    .expect("the local runner starts")
 }
 
 /// The running local runner; when the test is done with it, its secrets must not appear in the
@@ -72,4 +78,28 @@ pub async fn install_demo_portal(base_url: &str) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+/// The local runner's console API, called as the demo tenant.
+pub struct DemoConsole {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl DemoConsole {
+    pub fn new(base_url: &str) -> DemoConsole {
+        DemoConsole { http: reqwest::Client::new(), base_url: base_url.to_string() }
+    }
+
+    /// `GET {base}{path}`, read as JSON.
+    pub async fn get(&self, path: &str) -> Value {
+        let request = self.http.get(format!("{}{path}", self.base_url)).bearer_auth(DEMO_API_KEY);
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// `{method} {base}{path}` with a JSON body.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> reqwest::Response {
+        let request = self.http.request(method, format!("{}{path}", self.base_url)).bearer_auth(DEMO_API_KEY);
+        request.json(body).send().await.unwrap()
+    }
 }

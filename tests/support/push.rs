@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hubsync::console::configs;
 use hubsync::domain::{Connection, ConnectionId, Secret, SyncRun, VersionedConfig};
-use hubsync::ports::{OutgoingMessage, ReceivedMessage};
+use hubsync::ports::{OutgoingMessage, Queue, ReceivedMessage};
 use hubsync::push::PushWorker;
 use hubsync::work::ParkedMessage;
 use serde_json::{Value, json};
@@ -97,11 +97,7 @@ impl PushSetup {
     pub async fn invoke(&self, worker: &PushWorker, batch: &[ReceivedMessage]) -> SqsBatchResponse {
         let queue = &self.world.deps.push.work;
         let response = push_worker::handle(worker, queue.as_ref(), sqs_event(batch)).await;
-        for message in batch {
-            if !response.batch_item_failures.iter().any(|f| f.item_identifier == message.message_id) {
-                queue.delete(&message.receipt_handle).await.unwrap();
-            }
-        }
+        acknowledge(queue.as_ref(), batch, &response).await;
         response
     }
 
@@ -119,18 +115,7 @@ impl PushSetup {
 
     /// Everything in the dead-letter queue (taken out of it).
     pub async fn parked(&self) -> Vec<ParkedMessage> {
-        let parked = &self.world.deps.push.parked;
-        let mut found = Vec::new();
-        loop {
-            let batch = parked.receive(10, Duration::from_millis(300)).await.unwrap();
-            if batch.is_empty() {
-                return found;
-            }
-            for message in batch {
-                found.push(ParkedMessage::read(&message.body));
-                parked.delete(&message.receipt_handle).await.unwrap();
-            }
-        }
+        take_all(self.world.deps.push.parked.as_ref()).await.iter().map(|body| ParkedMessage::read(body)).collect()
     }
 
     pub async fn runs(&self) -> Vec<SyncRun> {
@@ -152,6 +137,35 @@ impl PushSetup {
             .iter()
             .map(|action| self.world.sim.request_count("POST", &format!("/crm/v3/objects/{object}/batch/{action}")))
             .sum()
+    }
+}
+
+/// What Lambda does once a handler returns: deletes every message of the batch the response
+/// does not report as failed. Returns how many it reports failed.
+pub async fn acknowledge(queue: &dyn Queue, batch: &[ReceivedMessage], response: &SqsBatchResponse) -> usize {
+    let mut failed = 0;
+    for message in batch {
+        if response.batch_item_failures.iter().any(|f| f.item_identifier == message.message_id) {
+            failed += 1;
+        } else {
+            queue.delete(&message.receipt_handle).await.unwrap();
+        }
+    }
+    failed
+}
+
+/// The bodies of every message visible on `queue`, taken off it.
+pub async fn take_all(queue: &dyn Queue) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
+        if batch.is_empty() {
+            return bodies;
+        }
+        for message in batch {
+            queue.delete(&message.receipt_handle).await.unwrap();
+            bodies.push(message.body);
+        }
     }
 }
 

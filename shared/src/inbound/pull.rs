@@ -17,7 +17,7 @@ use crate::domain::{
 };
 use crate::hubspot::CrmObject;
 use crate::inbound::InboundWorker;
-use crate::inbound::worker::{Pending, count, delivered};
+use crate::inbound::worker::{Known, Pending, count, delivered};
 use crate::ports::{OutgoingMessage, ReceivedMessage, StoreError};
 use crate::work::calls::Failure;
 use crate::work::calls::Target;
@@ -232,10 +232,13 @@ impl PullWorker {
             self.inbound.add_associated_fields(&target, object_config, &mut records).await;
             // A full sync sends everything again, a backfill every value the platform lacks, a
             // pull of changes only what is new.
-            if matches!(walk, Walk::Changes { .. }) {
-                self.inbound.skip_known_versions(&job.connection_id, job.object, object_config, &mut records).await;
-            } else if job.only_fields.is_some() {
-                self.inbound.skip_known_values(&job.connection_id, job.object, object_config, &mut records).await;
+            let known = match (walk, &job.only_fields) {
+                (Walk::Changes { .. }, _) => Some(Known::VersionsAndValues),
+                (Walk::Everything { .. }, Some(_)) => Some(Known::Values),
+                (Walk::Everything { .. }, None) => None,
+            };
+            if let Some(known) = known {
+                self.inbound.skip_known(&job.connection_id, job.object, object_config, &mut records, known).await;
             }
             self.inbound.deliver(&target, target.connection.portal_id, &ingest_url, &mut records).await;
 

@@ -187,7 +187,8 @@ impl InboundWorker {
             Some(object_config) => {
                 self.read(target, object, object_config, &mut records).await;
                 self.add_associated_fields(target, object_config, &mut records).await;
-                self.skip_known_versions(&target.connection.id, object, object_config, &mut records).await;
+                self.skip_known(&target.connection.id, object, object_config, &mut records, Known::VersionsAndValues)
+                    .await;
             }
             None => records.iter_mut().for_each(|r| r.skip(format!("{object} are no longer configured"))),
         }
@@ -498,31 +499,11 @@ impl InboundWorker {
             .map_err(|failed| failed.failure())
     }
 
-    /// Newer wins: a version the platform already has is not delivered again, and a change
-    /// that only shows what hubsync last pushed is an echo of its own write.
-    pub(super) async fn skip_known_versions(
-        &self,
-        connection_id: &ConnectionId,
-        object: ObjectType,
-        config: &ObjectConfig,
-        records: &mut [Pending],
-    ) {
-        self.skip_known(connection_id, object, config, records, Known::VersionsAndValues).await
-    }
-
-    /// A backfill's records carry only the new fields, so versions the platform has are sent
-    /// again; values it has (or wrote itself) are not.
-    pub(super) async fn skip_known_values(
-        &self,
-        connection_id: &ConnectionId,
-        object: ObjectType,
-        config: &ObjectConfig,
-        records: &mut [Pending],
-    ) {
-        self.skip_known(connection_id, object, config, records, Known::Values).await
-    }
-
-    async fn skip_known(
+    /// Skips what the platform has. Newer wins: a version it already has is not delivered
+    /// again (unless `known` says values only, as for a backfill, whose records carry new
+    /// fields of versions delivered before), and a change that only shows what hubsync wrote
+    /// itself is an echo of its own write.
+    pub(super) async fn skip_known(
         &self,
         connection_id: &ConnectionId,
         object: ObjectType,
@@ -815,8 +796,9 @@ pub(super) fn delivered(
     }
 }
 
+/// What the platform is known to have, for [`InboundWorker::skip_known`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Known {
+pub(super) enum Known {
     VersionsAndValues,
     Values,
 }
@@ -869,4 +851,79 @@ pub(super) fn count(counts: &mut RunCounts, counted: &Counted, folded_events: us
     }
     // The other events about the record were folded into its newest one.
     (1..folded_events).for_each(|_| counts.skip("folded into a newer event of the same record"));
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// First names both ways, job titles in.
+    fn contacts() -> ObjectConfig {
+        serde_json::from_value(json!({
+            "match_key": { "kind": "email" }, "write_mode": "upsert",
+            "fields": [
+                { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "both", "platform_type": "string" },
+                { "platform_field": "job_title", "hubspot_property": "jobtitle", "direction": "in", "platform_type": "string" }
+            ] }))
+        .unwrap()
+    }
+
+    fn changed(fields: Value) -> DeliveredRecord {
+        DeliveredRecord {
+            idempotency_key: "contacts:501:changed:2".into(),
+            object: ObjectType::Contacts,
+            hubspot_id: "501".into(),
+            record_key: Some("ada@example.com".into()),
+            event: "changed",
+            trigger: None,
+            version_ms: 2,
+            fields: serde_json::from_value(fields).unwrap(),
+            merged_ids: Vec::new(),
+        }
+    }
+
+    fn state(pushed: &[(&str, &str)], writing: &[(&str, &str)], delivered: Value) -> RecordSyncState {
+        let mut state = RecordSyncState::new(ConnectionId::new("c1"), ObjectType::Contacts, "ada@example.com".into());
+        state.pushed_values = pushed.iter().map(|(p, v)| (p.to_string(), v.to_string())).collect();
+        state.writing_values = writing.iter().map(|(p, v)| (p.to_string(), v.to_string())).collect();
+        state.delivered_values = serde_json::from_value(delivered).unwrap();
+        state
+    }
+
+    #[test]
+    fn hubsyncs_own_values_are_left_out_and_the_rest_decides() {
+        let known = state(&[("firstname", "Ada")], &[], json!({ "job_title": "CTO" }));
+
+        let mut news = changed(json!({ "first_name": "Ada", "job_title": "CEO" }));
+        assert_eq!(keep_news(&contacts(), &mut news, &known), News::Some);
+        assert_eq!(news.fields, serde_json::from_value(json!({ "job_title": "CEO" })).unwrap(), "own value left out");
+
+        let mut echo = changed(json!({ "first_name": "Ada", "job_title": "CTO" }));
+        assert_eq!(keep_news(&contacts(), &mut echo, &known), News::OnlyEchoes);
+
+        let mut someone_else = changed(json!({ "first_name": "Augusta", "job_title": "CTO" }));
+        assert_eq!(keep_news(&contacts(), &mut someone_else, &known), News::Some, "a person's edit is news");
+    }
+
+    #[test]
+    fn a_value_being_written_is_hubsyncs_own_before_the_write_is_recorded() {
+        let writing = state(&[("firstname", "Ada")], &[("firstname", "Augusta")], json!({}));
+        let mut record = changed(json!({ "first_name": "Augusta", "job_title": null }));
+        assert_eq!(keep_news(&contacts(), &mut record, &writing), News::OnlyEchoes);
+    }
+
+    #[test]
+    fn a_version_with_only_values_the_platform_has_is_not_news() {
+        let delivered = state(&[], &[], json!({ "first_name": "Ada", "job_title": "CTO" }));
+        let mut same = changed(json!({ "first_name": "Ada", "job_title": "CTO" }));
+        assert_eq!(keep_news(&contacts(), &mut same, &delivered), News::None);
+
+        // A field never delivered counts as empty at the platform.
+        let mut cleared = changed(json!({ "first_name": "Ada", "job_title": null }));
+        assert_eq!(keep_news(&contacts(), &mut cleared, &delivered), News::Some);
+        let nothing_yet = state(&[], &[], json!({}));
+        assert_eq!(keep_news(&contacts(), &mut changed(json!({ "job_title": null })), &nothing_yet), News::None);
+    }
 }
