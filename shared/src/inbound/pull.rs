@@ -202,7 +202,11 @@ impl PullWorker {
         for _ in 0..PAGES_PER_JOB {
             let page = match self.fetch(&target, &job, &walk, &properties).await {
                 Ok(page) => page,
-                Err(Failure::Retry(reason)) => return Verdict::Retry(reason),
+                Err(Failure::Retry(reason)) => {
+                    // The run shows why it paused; the job resumes at this page.
+                    self.record(&job, |run| run.counts.retry(reason.clone())).await;
+                    return Verdict::Retry(reason);
+                }
                 Err(Failure::Permanent(reason)) => {
                     self.finish(&job, RunStatus::Failed).await;
                     return Verdict::Park(reason);
