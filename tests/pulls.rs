@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use hubspot_sim::{Fault, FaultKind};
 use hubsync::domain::{ObjectType, RunStatus, SyncFlow};
 use hubsync::inbound::{PullWorker, plan_pulls, start_pull};
 use hubsync_tests::platform::Platform;
@@ -324,4 +325,23 @@ async fn records_changed_during_a_run_are_left_to_the_next_one_and_nothing_is_sk
         platform.records().iter().map(|r| r["record_key"].as_str().unwrap().to_string()).collect();
     assert_eq!(all.len(), 600);
     assert_eq!(platform.records().iter().filter(|r| r["fields"]["first_name"] == "Edited").count(), 10);
+}
+
+#[tokio::test]
+async fn a_search_refused_for_the_secondly_limit_is_tried_again_within_the_job() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    let worker = PullWorker::new(setup.world.deps.clone());
+    drain_bulk(&setup, &worker).await;
+    seed_contacts(&setup, 30);
+    // A request that reaches HubSpot a little early: one 429, as search's per-second limit answers.
+    setup.world.sim.inject_fault(Fault {
+        kind: FaultKind::TooManyRequests,
+        rate: 1.0,
+        path_prefix: Some("/crm/v3/objects/contacts/search".into()),
+        remaining: Some(1),
+    });
+    start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
+    drain_bulk(&setup, &worker).await; // fails if the job had to be retried
+    assert_eq!(platform.records().len(), 30);
 }

@@ -13,6 +13,10 @@ use crate::work::pacer::{PaceError, Pacer};
 
 pub const NEEDS_REAUTH: &str = "the connection needs re-authorisation: reinstall the HubSpot app, then redrive";
 
+/// Tries of one search when HubSpot answers 429, and search's rate-limit window.
+const SEARCH_ATTEMPTS: u32 = 3;
+const SEARCH_WINDOW: Duration = Duration::from_secs(1);
+
 /// The connection a worker calls HubSpot through, with its share of the portal's rate budget.
 pub struct Target {
     pub connection: Connection,
@@ -70,14 +74,27 @@ impl PacedCalls {
         self.with_token(target, call).await
     }
 
-    /// One search, paced to search's own limit.
+    /// One search, paced to search's own limit. Search counts requests per second, so a
+    /// request that reaches HubSpot a few milliseconds early (a 429) is tried again once the
+    /// second has rolled over, rather than sending its whole pull into a backoff.
     pub async fn search<T, F, Fut>(&self, target: &Target, call: F) -> Result<T, CallFailed>
     where
         F: Fn(Secret) -> Fut,
         Fut: Future<Output = Result<T, HubSpotError>>,
     {
-        self.pacer.wait_search_turn(target.connection.portal_id).await?;
-        self.with_token(target, call).await
+        let mut attempt = 1;
+        loop {
+            self.pacer.wait_search_turn(target.connection.portal_id).await?;
+            match self.with_token(target, &call).await {
+                Err(CallFailed::Call(CallError::HubSpot(HubSpotError::RateLimited(_))))
+                    if attempt < SEARCH_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(SEARCH_WINDOW).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     async fn with_token<T, F, Fut>(&self, target: &Target, call: F) -> Result<T, CallFailed>
