@@ -4,11 +4,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use hubspot_sim::{Fault, FaultKind};
 use hubsync::domain::{ObjectType, RunStatus, SyncFlow};
-use hubsync::inbound::{PullWorker, plan_pulls, start_pull};
+use hubsync::inbound::{PullWorker, plan_pulls, pull_worker, start_pull};
+use hubsync::ports::Clock;
+use hubsync_tests::lambda::{Event, invoke};
 use hubsync_tests::platform::Platform;
-use hubsync_tests::push::{PORTAL, PushSetup, acknowledge, sqs_event};
+use hubsync_tests::push::{PORTAL, PushSetup, acknowledge, sqs_event, take_all};
 use serde_json::{Value, json};
 
 fn config(ingest_url: &str) -> Value {
@@ -30,7 +33,7 @@ async fn drain_bulk(setup: &PushSetup, worker: &PullWorker) -> usize {
             return jobs;
         }
         jobs += batch.len();
-        let response = bulk_worker::handle(worker, queue.as_ref(), sqs_event(&batch)).await;
+        let response = bulk_worker::handle(worker, queue.as_ref(), sqs_event(&batch), setup.world.deadline()).await;
         if acknowledge(queue.as_ref(), &batch, &response).await > 0 {
             let latest = setup.runs().await.pop().map(|run| run.counts);
             panic!("a pull job failed; the latest run counted {latest:?}");
@@ -52,7 +55,7 @@ async fn an_enrichment_pull_delivers_every_change_even_when_a_thousand_share_one
         let at = imported + 1_000 + i64::from(i) * 7;
         sim.seed(PORTAL, "contacts", json!({ "email": format!("user{i}@example.com"), "firstname": format!("U{i}"), "lastmodifieddate": at.to_string() }));
     }
-    let worker = PullWorker::new(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.deps.clone());
     let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None)
         .await
         .unwrap();
@@ -89,7 +92,7 @@ async fn a_catch_up_delivers_only_what_webhooks_missed() {
     for i in 0..20 {
         sim.seed(PORTAL, "contacts", json!({ "email": format!("user{i}@example.com"), "firstname": format!("U{i}") }));
     }
-    let worker = PullWorker::new(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.deps.clone());
     // The run starts after those changes (the tests' clock stands still unless moved).
     setup.world.clock.advance(time::Duration::seconds(5));
     let since = setup.world.deps.clock.now() - time::Duration::hours(25);
@@ -124,7 +127,7 @@ async fn the_schedules_start_one_pull_per_connection_and_object_and_never_two_at
     let again = plan_pulls(&setup.world.deps, SyncFlow::CatchUp).await.unwrap();
     assert_eq!((again.started, again.still_running), (0, 1), "the first run is still going");
 
-    drain_bulk(&setup, &PullWorker::new(setup.world.deps.clone())).await;
+    drain_bulk(&setup, &pull_worker(setup.world.deps.clone())).await;
     assert_eq!(platform.records().len(), 1);
     let after = plan_pulls(&setup.world.deps, SyncFlow::CatchUp).await.unwrap();
     assert_eq!(after.started, 1, "once it finished, the next one starts");
@@ -141,7 +144,7 @@ async fn a_full_sync_sends_everything_again_and_a_new_inbound_field_is_backfille
             json!({ "email": format!("user{i}@example.com"), "firstname": format!("U{i}"), "jobtitle": "Engineer" }),
         );
     }
-    let worker = PullWorker::new(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.deps.clone());
     // The first config's inbound fields are new too: saving it filled them in for everyone.
     drain_bulk(&setup, &worker).await;
     assert_eq!(platform.records().len(), 250);
@@ -187,7 +190,7 @@ fn seed_contacts(setup: &PushSetup, n: usize) {
 async fn a_redelivered_job_after_a_crash_delivers_nothing_twice() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = PullWorker::new(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.deps.clone());
     drain_bulk(&setup, &worker).await; // the first save's (empty) backfill
     seed_contacts(&setup, 150);
     start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
@@ -195,7 +198,7 @@ async fn a_redelivered_job_after_a_crash_delivers_nothing_twice() {
     // The worker delivers, then dies before the queue hears of it: the job comes back.
     let queue = &setup.world.deps.bulk.work;
     let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
-    bulk_worker::handle(&worker, queue.as_ref(), sqs_event(&batch)).await;
+    bulk_worker::handle(&worker, queue.as_ref(), sqs_event(&batch), setup.world.deadline()).await;
     assert_eq!(platform.records().len(), 150);
     queue.change_visibility(&batch[0].receipt_handle, Duration::ZERO).await.unwrap();
     drain_bulk(&setup, &worker).await;
@@ -206,7 +209,7 @@ async fn a_redelivered_job_after_a_crash_delivers_nothing_twice() {
 async fn an_access_token_expiring_mid_run_is_renewed_and_the_run_completes() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = PullWorker::new(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.deps.clone());
     drain_bulk(&setup, &worker).await;
     seed_contacts(&setup, 450);
     let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None)
@@ -224,7 +227,7 @@ async fn an_access_token_expiring_mid_run_is_renewed_and_the_run_completes() {
 async fn a_connection_disabled_mid_run_stops_its_pull_with_the_reason() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = PullWorker::new(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.deps.clone());
     drain_bulk(&setup, &worker).await;
     seed_contacts(&setup, 50);
     let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None)
@@ -243,8 +246,12 @@ async fn a_connection_disabled_mid_run_stops_its_pull_with_the_reason() {
 #[tokio::test]
 async fn a_pull_past_the_ten_thousand_result_wall_misses_nothing() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
+    // A platform that updates existing users only, and has none of these: every record is
+    // delivered and answered `not_found`, so hubsync keeps no state for them (the walk is what
+    // this test is about; 21,500 saved states would take minutes on the local AWS emulator).
+    *platform.status.lock().unwrap() = "not_found";
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = PullWorker::new(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.deps.clone());
     drain_bulk(&setup, &worker).await;
     // 20,000 contacts imported at one instant, then 1,500 changes four to a millisecond: a
     // search of the import alone would hit HubSpot's 10,000-result wall.
@@ -266,7 +273,7 @@ async fn a_pull_past_the_ten_thousand_result_wall_misses_nothing() {
 async fn a_change_search_has_not_indexed_yet_is_delivered_by_the_next_run() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = PullWorker::new(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.deps.clone());
     drain_bulk(&setup, &worker).await;
     seed_contacts(&setup, 30);
     let pull = || start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None);
@@ -296,7 +303,7 @@ async fn a_change_search_has_not_indexed_yet_is_delivered_by_the_next_run() {
 async fn records_changed_during_a_run_are_left_to_the_next_one_and_nothing_is_skipped() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = PullWorker::new(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.deps.clone());
     drain_bulk(&setup, &worker).await;
     seed_contacts(&setup, 600);
     let pull = || start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None);
@@ -331,7 +338,7 @@ async fn records_changed_during_a_run_are_left_to_the_next_one_and_nothing_is_sk
 async fn a_search_refused_for_the_secondly_limit_is_tried_again_within_the_job() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = PullWorker::new(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.deps.clone());
     drain_bulk(&setup, &worker).await;
     seed_contacts(&setup, 30);
     // A request that reaches HubSpot a little early: one 429, as search's per-second limit answers.
@@ -344,4 +351,114 @@ async fn a_search_refused_for_the_secondly_limit_is_tried_again_within_the_job()
     start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
     drain_bulk(&setup, &worker).await; // fails if the job had to be retried
     assert_eq!(platform.records().len(), 30);
+}
+
+#[tokio::test]
+async fn two_companies_sharing_a_domain_in_one_page_are_delivered_and_the_pull_goes_on() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let companies = json!({
+        "objects": { "companies": {
+            "match_key": { "kind": "company_domain" }, "write_mode": "upsert",
+            "fields": [ { "platform_field": "name", "hubspot_property": "name", "direction": "in", "platform_type": "string" } ] } },
+        "options": { "webhooks_enabled": true, "data_in_enabled": true, "ingest_url": ingest }
+    });
+    let setup = PushSetup::new(companies).await;
+    let worker = pull_worker(setup.world.deps.clone());
+    drain_bulk(&setup, &worker).await;
+    // HubSpot does not keep domains unique: two companies, one key for hubsync.
+    for name in ["Acme Ltd", "Acme Inc"] {
+        setup.world.sim.seed(PORTAL, "companies", json!({ "name": name, "domain": "acme.com" }));
+    }
+    setup.world.clock.advance(time::Duration::seconds(5));
+    let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Companies, SyncFlow::Enrichment, None)
+        .await
+        .unwrap();
+    drain_bulk(&setup, &worker).await;
+    let run = setup.world.deps.store.get_run(&setup.connection.id, &run.run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.counts);
+    let names: BTreeSet<String> = platform
+        .records()
+        .iter()
+        .filter(|r| r["record_key"] == "acme.com")
+        .map(|r| r["fields"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "both companies are delivered");
+    let cursor = setup
+        .world
+        .deps
+        .store
+        .get_cursor(&setup.connection.id, ObjectType::Companies, SyncFlow::Enrichment)
+        .await
+        .unwrap();
+    assert!(cursor.is_some(), "the cursor moved past the page");
+}
+
+#[tokio::test]
+async fn a_record_the_platform_refuses_is_parked_alone_and_redriven_while_the_pull_moves_on() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    let worker = pull_worker(setup.world.deps.clone());
+    drain_bulk(&setup, &worker).await;
+    seed_contacts(&setup, 30);
+    platform.refused.lock().unwrap().insert("user7@example.com".into());
+    let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None)
+        .await
+        .unwrap();
+    drain_bulk(&setup, &worker).await;
+    let run = setup.world.deps.store.get_run(&setup.connection.id, &run.run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "one refused record does not stop the pull: {:?}", run.counts);
+    let parked = take_all(setup.world.deps.inbound.parked.as_ref()).await;
+    assert_eq!(parked.len(), 1, "the refused record is parked on its own");
+    let note = hubsync::work::ParkedMessage::read(&parked[0]);
+    assert!(note.parked.reason.contains("the platform reported an error"), "{}", note.parked.reason);
+    hubsync::work::park(&*setup.world.deps.inbound.parked, &note.body, note.parked.clone()).await.unwrap();
+
+    // Fixed on the platform's side, the console sends it back and it is delivered.
+    platform.refused.lock().unwrap().clear();
+    let console = console_api::router(setup.world.deps.clone());
+    let path = format!("/connections/{}/redrive?queue=inbound", setup.connection.id);
+    let reply = invoke(&console, Event::new("POST", &path).bearer(setup.key.expose())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.json()["queues"]["inbound"]["replayed"], 1, "{}", reply.body);
+    let inbound = hubsync::inbound::inbound_worker(setup.world.deps.clone());
+    let queue = &setup.world.deps.inbound.work;
+    let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
+    let response = inbound_worker::handle(&inbound, queue.as_ref(), sqs_event(&batch), setup.world.deadline()).await;
+    assert!(response.batch_item_failures.is_empty());
+    let user7: Vec<Value> = platform.records().into_iter().filter(|r| r["record_key"] == "user7@example.com").collect();
+    assert_eq!(user7.last().unwrap()["fields"]["first_name"], "U7");
+}
+
+#[tokio::test]
+async fn planning_goes_on_past_a_broken_config_and_a_running_pull_is_known_whatever_ran_since() {
+    let (_platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(config(&ingest)).await;
+    let world = &setup.world;
+    drain_bulk(&setup, &pull_worker(world.deps.clone())).await;
+    // Another tenant's connection, whose config does not read.
+    world.sim.add_portal(2000, hubspot_sim::ALL_SCOPES);
+    let other = world.tenant("other").await;
+    let broken = hubsync::domain::ConnectionId::new(&hubsync_tests::oauth::install(world, other.expose()).await);
+    let stored = world.deps.store.get_connection(&broken).await.unwrap().unwrap();
+    let update = serde_json::from_value(json!({ "version": 0, "config": config(&ingest) })).unwrap();
+    hubsync::console::configs::save(&world.deps, &stored, &update).await.unwrap();
+    world.break_config(&broken).await;
+
+    let report = plan_pulls(&world.deps, SyncFlow::Enrichment).await.unwrap();
+    assert_eq!(report.started, 1, "the healthy connection is planned: {report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].starts_with(broken.as_str()), "{report:?}");
+
+    // A busy connection records many runs while its pull goes on: the pull is still known.
+    for i in 0..60 {
+        let run = hubsync::domain::SyncRun::start(
+            setup.connection.id.clone(),
+            hubsync::domain::RunKind::Push,
+            world.clock.now(),
+            &format!("{i:08}"),
+        );
+        world.deps.store.put_run(&run).await.unwrap();
+    }
+    let again = plan_pulls(&world.deps, SyncFlow::Enrichment).await.unwrap();
+    assert_eq!((again.started, again.still_running), (0, 1), "{again:?}");
 }

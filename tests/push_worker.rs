@@ -6,8 +6,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use hubspot_sim::{Fault, FaultKind, SimConfig};
 use hubsync::domain::{ConnectionStatus, ObjectType, RunCounts};
-use hubsync::push::PushWorker;
-use hubsync::work::calls::NEEDS_REAUTH;
+use hubsync::outbound::{PushWorker, push_worker};
+use hubsync::work::gateway::NEEDS_REAUTH;
 use hubsync::work::{ParkNote, park};
 use hubsync_tests::lambda::{Event, invoke};
 use hubsync_tests::push::{PORTAL, PushSetup, contacts_config, take_all};
@@ -391,7 +391,7 @@ async fn concurrent_workers_share_the_portals_rate_budget() {
     setup.send(&users(&setup, 120, "Ada", "2026-01-01T00:00:00Z")).await;
 
     // Three Lambdas, each taking batches of 10 until the queue is empty.
-    let workers: Vec<PushWorker> = (0..3).map(|_| PushWorker::new(setup.world.another_instance())).collect();
+    let workers: Vec<PushWorker> = (0..3).map(|_| push_worker(setup.world.another_instance())).collect();
     tokio::join!(drain_with(&setup, &workers[0]), drain_with(&setup, &workers[1]), drain_with(&setup, &workers[2]));
     let counts = totals(&setup.runs().await);
     assert_eq!(counts.created, 120);
@@ -461,7 +461,8 @@ async fn every_value_written_is_remembered_as_hubsyncs_own_when_later_changes_ca
     let keys = ["ada@example.com".to_string()];
     let states = setup.world.deps.store.get_record_states(&setup.connection.id, ObjectType::Contacts, &keys).await;
     let state = states.unwrap().remove("ada@example.com").expect("a state is kept");
-    assert_eq!(state.pushed_values.get("firstname").map(String::as_str), Some("Ada"));
-    assert_eq!(state.pushed_values.get("lastname").map(String::as_str), Some("Lovelace"));
-    assert!(state.writing_values.is_empty(), "nothing is still being written: {state:?}");
+    let written = |property: &str| state.outbound.written.get(property).map(|w| w.value.clone());
+    assert_eq!(written("firstname").as_deref(), Some("Ada"));
+    assert_eq!(written("lastname").as_deref(), Some("Lovelace"));
+    assert!(state.outbound.writing.is_empty(), "nothing is still being written: {state:?}");
 }

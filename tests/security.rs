@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hubsync::deps::{Deps, Queues};
 use hubsync::domain::{ConnectionId, InboundMessage, ObjectType, Secret, TenantId};
 use hubsync::http::Url;
-use hubsync::ports::{Clock, OutgoingMessage};
+use hubsync::ports::{Clock, IdSource, OutgoingMessage, RandomIds};
 use hubsync::webhooks::signature::{v1_signature, v2_signature, v3_signature};
 use hubsync_tests::lambda::{Event, Reply, invoke};
 use hubsync_tests::oauth::{callback, consent, install, query, start};
@@ -200,7 +200,8 @@ async fn forged_tampered_stale_and_malformed_webhooks_are_refused_and_nothing_is
         // Signed with the secret, at the wrong time.
         ("stale", WebhookRequest::signed(body.as_str(), now - FIVE_MINUTES_MS - 1), S::UNAUTHORIZED),
         ("a day old", WebhookRequest::signed(body.as_str(), now - 24 * 3_600_000), S::UNAUTHORIZED),
-        ("future-dated", WebhookRequest::signed(body.as_str(), now + FIVE_MINUTES_MS + 1), S::UNAUTHORIZED),
+        // A minute past the window: the clock moves on while the cases run.
+        ("future-dated", WebhookRequest::signed(body.as_str(), now + FIVE_MINUTES_MS + 60_000), S::UNAUTHORIZED),
         ("timestamp i64::MIN", WebhookRequest::signed(body.as_str(), i64::MIN), S::UNAUTHORIZED),
         ("timestamp i64::MAX", WebhookRequest::signed(body.as_str(), i64::MAX), S::UNAUTHORIZED),
         ("timestamp in seconds", WebhookRequest::signed(body.as_str(), now / 1000), S::UNAUTHORIZED),
@@ -467,7 +468,7 @@ async fn every_console_route_refuses_a_missing_malformed_or_wrong_key_alike_for_
     let tenants = two_tenants().await;
     let world = &tenants.world;
     let (key, id) = (tenants.acme.expose(), tenants.acme_connection.as_str());
-    let nobody = ConnectionId::generate().to_string();
+    let nobody = ConnectionId::generate(&RandomIds.new_id()).to_string();
     let before = stored_state(world, id).await;
 
     let authorizations: Vec<Option<String>> = vec![
@@ -521,7 +522,7 @@ async fn a_tenant_cannot_tell_another_tenants_connections_from_missing_ones_nor_
     let pairs = [(&tenants.globex, &tenants.acme_connection), (&tenants.acme, &tenants.globex_connection)];
     for (caller, theirs) in pairs {
         let bearer = format!("Bearer {}", caller.expose());
-        let nobody = ConnectionId::generate().to_string();
+        let nobody = ConnectionId::generate(&RandomIds.new_id()).to_string();
         let routes = connection_routes(theirs, 1).into_iter().zip(connection_routes(&nobody, 1));
         for ((method, path, body), (_, missing_path, missing_body)) in routes {
             let other = call(world, console_request(method, &path, body.as_ref(), Some(&bearer))).await;

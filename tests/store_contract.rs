@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hubsync::adapters::MemoryStore;
 use hubsync::domain::*;
-use hubsync::ports::{Store, StoreError};
+use hubsync::ports::{Claimed, OutboundSave, Store, StoreError};
 use time::{Duration, OffsetDateTime};
 
 fn now() -> OffsetDateTime {
@@ -21,8 +21,10 @@ fn connection(id: &str, tenant: &str, portal: PortalId) -> Connection {
         status: ConnectionStatus::Active,
         scopes: vec!["crm.objects.contacts.write".into()],
         installed_by: Some("admin@example.com".into()),
+        app_id: Some(54_321),
         created_at: now(),
         updated_at: now(),
+        revision: 0,
     }
 }
 
@@ -202,8 +204,27 @@ async fn connections_are_indexed_by_tenant_and_portal(store: Arc<dyn Store>) {
     let mut active: Vec<_> = store.active_connections().await.unwrap().into_iter().map(|c| c.id).collect();
     active.sort();
     assert_eq!(active, vec![ConnectionId::new("c2"), ConnectionId::new("c3")], "only active ones are listed");
-    assert_eq!(store.get_connection(&ConnectionId::new("c1")).await.unwrap(), Some(updated));
+    assert_eq!(
+        store.get_connection(&ConnectionId::new("c1")).await.unwrap(),
+        Some(Connection { revision: 1, ..updated })
+    );
     assert_eq!(store.get_connection(&ConnectionId::new("nope")).await.unwrap(), None);
+}
+
+async fn a_connection_update_over_a_stale_read_is_refused(store: Arc<dyn Store>) {
+    store.put_connection(&connection("c1", "tenant-a", 100)).await.unwrap();
+    let read = store.get_connection(&ConnectionId::new("c1")).await.unwrap().unwrap();
+    // A reinstall saves it meanwhile: a worker's change made from the older read is refused.
+    store.put_connection(&read).await.unwrap();
+    let mut marked = read.clone();
+    marked.status = ConnectionStatus::NeedsReauth;
+    assert!(matches!(store.update_connection(&marked).await, Err(StoreError::RevisionConflict)));
+    let current = store.get_connection(&ConnectionId::new("c1")).await.unwrap().unwrap();
+    assert_eq!(current.status, ConnectionStatus::Active);
+    let mut marked = current;
+    marked.status = ConnectionStatus::NeedsReauth;
+    store.update_connection(&marked).await.unwrap();
+    assert!(store.active_connections().await.unwrap().is_empty(), "no longer listed as active");
 }
 
 async fn tenants_tokens_and_schemas_round_trip(store: Arc<dyn Store>) {
@@ -238,67 +259,206 @@ async fn tenants_tokens_and_schemas_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.get_schema(&id, ObjectType::Contacts).await.unwrap(), None);
 }
 
-async fn record_state_belongs_to_one_connection(store: Arc<dyn Store>) {
-    let state = |conn: &str, key: &str, hash: &str| RecordSyncState {
-        connection_id: ConnectionId::new(conn),
-        object_type: ObjectType::Contacts,
-        record_key: key.into(),
+fn record(conn: &str, object: ObjectType, key: &str) -> RecordKey {
+    RecordKey::new(ConnectionId::new(conn), object, key)
+}
+
+fn outbound(value: &str, at_ms: i64) -> OutboundState {
+    OutboundState {
         hubspot_id: Some("501".into()),
-        last_pushed_hash: Some(hash.into()),
-        last_pushed_change_ms: Some(1_700_000_000_000),
-        last_applied_version_ms: Some(1_700_000_000_000),
-        // Every remembered value survives the round trip, typed platform values included.
-        pushed_values: [("firstname".to_string(), "Ada".to_string())].into(),
-        writing_values: [("lastname".to_string(), "Lovelace".to_string())].into(),
-        delivered_values: [("seats".to_string(), serde_json::json!(12))].into(),
-    };
-    let ada = state("c1", "ada@example.com", "9f86d0");
-    store.put_record_states(&[ada.clone(), state("c2", "bob@example.com", "aa")]).await.unwrap();
+        written: [("firstname".to_string(), Stamped::new(value.to_string(), at_ms))].into(),
+        writing: [("lastname".to_string(), Stamped::new("Lovelace".to_string(), at_ms))].into(),
+    }
+}
+
+fn save(key: &RecordKey, outbound: OutboundState, release: bool) -> Vec<OutboundSave> {
+    vec![OutboundSave { key: key.clone(), outbound, release }]
+}
+
+fn granted(claimed: Vec<Claimed>) -> Vec<RecordSyncState> {
+    claimed
+        .into_iter()
+        .map(|c| match c {
+            Claimed::Granted(state) => state,
+            Claimed::Held => panic!("the claim was refused"),
+        })
+        .collect()
+}
+
+async fn record_state_belongs_to_one_connection(store: Arc<dyn Store>) {
+    let ada = record("c1", ObjectType::Contacts, "ada@example.com");
+    let bob = record("c2", ObjectType::Contacts, "bob@example.com");
+    let until = now() + Duration::minutes(2);
+    granted(store.claim_records(&[ada.clone(), bob.clone()], "w1", now(), until).await.unwrap());
+    let saves = [save(&ada, outbound("Ada", 7), true), save(&bob, outbound("Bob", 7), true)].concat();
+    assert_eq!(store.save_outbound(&saves, "w1", now()).await.unwrap(), vec![true, true]);
+    // Every remembered value survives the round trip, typed platform values included.
+    let mut inbound = InboundState::default();
+    inbound.merge_delivered(9, &[("seats".to_string(), Stamped::new(serde_json::json!(12), 9))].into());
+    assert_eq!(store.save_inbound(&[(ada.clone(), inbound.clone())]).await.unwrap(), vec![true]);
+
     let keys = vec!["ada@example.com".to_string(), "bob@example.com".to_string()];
     let read = |conn: &'static str, object| {
         let (store, keys) = (store.clone(), keys.clone());
         async move { store.get_record_states(&ConnectionId::new(conn), object, &keys).await.unwrap() }
     };
-    assert_eq!(read("c1", ObjectType::Contacts).await, HashMap::from([("ada@example.com".to_string(), ada)]));
+    let expected = RecordSyncState {
+        key: ada.clone(),
+        outbound: outbound("Ada", 7),
+        inbound: InboundState { revision: 1, ..inbound },
+    };
+    assert_eq!(read("c1", ObjectType::Contacts).await, HashMap::from([("ada@example.com".to_string(), expected)]));
     assert_eq!(read("c2", ObjectType::Contacts).await.len(), 1);
     assert!(read("c1", ObjectType::Companies).await.is_empty());
 }
 
-async fn record_states_are_read_and_written_in_bulk(store: Arc<dyn Store>) {
-    // More than one DynamoDB batch each way (25 writes, 100 reads per call), with a repeated key.
-    let states: Vec<_> = (0..230)
-        .map(|i| RecordSyncState {
-            connection_id: ConnectionId::new("c1"),
-            object_type: ObjectType::Deals,
-            record_key: format!("deal-{i}"),
-            hubspot_id: Some(i.to_string()),
-            last_pushed_hash: None,
-            last_pushed_change_ms: Some(i),
-            last_applied_version_ms: None,
-            pushed_values: Default::default(),
-            writing_values: Default::default(),
-            delivered_values: Default::default(),
+async fn record_states_are_read_in_bulk(store: Arc<dyn Store>) {
+    // More than one DynamoDB batch of reads (100 per call), with a repeated key.
+    let keys: Vec<RecordKey> = (0..230).map(|i| record("c1", ObjectType::Deals, &format!("deal-{i}"))).collect();
+    let until = now() + Duration::minutes(2);
+    granted(store.claim_records(&keys, "w1", now(), until).await.unwrap());
+    let saves: Vec<OutboundSave> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| OutboundSave {
+            key: key.clone(),
+            outbound: OutboundState { hubspot_id: Some(i.to_string()), ..OutboundState::default() },
+            release: true,
         })
         .collect();
-    store.put_record_states(&states).await.unwrap();
-    let mut keys: Vec<String> = (0..250).map(|i| format!("deal-{i}")).collect();
-    keys.push("deal-7".into());
-    let found = store.get_record_states(&ConnectionId::new("c1"), ObjectType::Deals, &keys).await.unwrap();
+    assert!(store.save_outbound(&saves, "w1", now()).await.unwrap().iter().all(|saved| *saved));
+    let mut wanted: Vec<String> = (0..250).map(|i| format!("deal-{i}")).collect();
+    wanted.push("deal-7".into());
+    let found = store.get_record_states(&ConnectionId::new("c1"), ObjectType::Deals, &wanted).await.unwrap();
     assert_eq!(found.len(), 230);
-    assert_eq!(found["deal-229"].hubspot_id.as_deref(), Some("229"));
+    assert_eq!(found["deal-229"].outbound.hubspot_id.as_deref(), Some("229"));
+}
+
+async fn a_record_has_one_claim_holder_until_the_claim_expires(store: Arc<dyn Store>) {
+    let ada = record("c1", ObjectType::Contacts, "ada@example.com");
+    let until = now() + Duration::minutes(2);
+    assert!(matches!(
+        store.claim_records(std::slice::from_ref(&ada), "w1", now(), until).await.unwrap()[..],
+        [Claimed::Granted(_)]
+    ));
+    assert_eq!(store.claim_records(std::slice::from_ref(&ada), "w2", now(), until).await.unwrap(), vec![Claimed::Held]);
+    // Its holder may claim it again (extending it); the other saves nothing under it.
+    assert!(matches!(
+        store.claim_records(std::slice::from_ref(&ada), "w1", now(), until).await.unwrap()[..],
+        [Claimed::Granted(_)]
+    ));
+    let refused = store.save_outbound(&save(&ada, outbound("Bob", 9), false), "w2", now()).await.unwrap();
+    assert_eq!(refused, vec![false], "only the holder saves");
+    // Expired, it goes to the next worker, and the former holder can no longer save.
+    let later = until + Duration::seconds(1);
+    assert!(matches!(
+        store.claim_records(std::slice::from_ref(&ada), "w2", later, later + Duration::minutes(2)).await.unwrap()[..],
+        [Claimed::Granted(_)]
+    ));
+    let late = store.save_outbound(&save(&ada, outbound("Ada", 8), false), "w1", later).await.unwrap();
+    assert_eq!(late, vec![false], "an expired claim saves nothing");
+    // Released, it is free; someone else's release leaves a claim alone.
+    store.release_records(std::slice::from_ref(&ada), "w1").await.unwrap();
+    assert_eq!(store.claim_records(std::slice::from_ref(&ada), "w3", later, later).await.unwrap(), vec![Claimed::Held]);
+    store.release_records(std::slice::from_ref(&ada), "w2").await.unwrap();
+    assert!(matches!(store.claim_records(&[ada], "w3", later, later).await.unwrap()[..], [Claimed::Granted(_)]));
+}
+
+async fn a_record_goes_to_one_of_many_concurrent_claimers(store: Arc<dyn Store>) {
+    let ada = record("c1", ObjectType::Contacts, "ada@example.com");
+    let until = now() + Duration::minutes(2);
+    let mut claims = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (store, ada) = (store.clone(), ada.clone());
+        claims.spawn(async move { store.claim_records(&[ada], &format!("w{worker}"), now(), until).await.unwrap() });
+    }
+    let mut granted = 0;
+    while let Some(claimed) = claims.join_next().await {
+        granted += claimed.unwrap().iter().filter(|c| matches!(c, Claimed::Granted(_))).count();
+    }
+    assert_eq!(granted, 1);
+}
+
+async fn outbound_and_inbound_parts_never_overwrite_each_other(store: Arc<dyn Store>) {
+    let ada = record("c1", ObjectType::Contacts, "ada@example.com");
+    let until = now() + Duration::minutes(2);
+    let claimed = granted(store.claim_records(std::slice::from_ref(&ada), "w1", now(), until).await.unwrap());
+    // The inbound side saves while the outbound side holds the claim, from what it read before.
+    let mut inbound = claimed[0].inbound.clone();
+    inbound.merge_delivered(20, &[("job_title".to_string(), Stamped::new(serde_json::json!("CTO"), 20))].into());
+    assert_eq!(store.save_inbound(&[(ada.clone(), inbound)]).await.unwrap(), vec![true]);
+    assert_eq!(store.save_outbound(&save(&ada, outbound("Ada", 10), true), "w1", now()).await.unwrap(), vec![true]);
+    let state = store
+        .get_record_states(&ada.connection_id, ada.object_type, std::slice::from_ref(&ada.record_key))
+        .await
+        .unwrap();
+    let state = &state["ada@example.com"];
+    assert_eq!(state.outbound, outbound("Ada", 10));
+    assert_eq!(state.inbound.delivered["job_title"].value, serde_json::json!("CTO"));
+}
+
+async fn an_inbound_save_over_a_stale_read_is_refused(store: Arc<dyn Store>) {
+    let ada = record("c1", ObjectType::Contacts, "ada@example.com");
+    let read = InboundState::default();
+    let mut first = read.clone();
+    first.merge_delivered(30, &[("job_title".to_string(), Stamped::new(serde_json::json!("CEO"), 30))].into());
+    assert_eq!(store.save_inbound(&[(ada.clone(), first)]).await.unwrap(), vec![true]);
+    let mut second = read;
+    second.merge_delivered(20, &[("job_title".to_string(), Stamped::new(serde_json::json!("CTO"), 20))].into());
+    // In one call with a record whose save holds: only the stale one is refused.
+    let bob = record("c1", ObjectType::Contacts, "bob@example.com");
+    let saved = store.save_inbound(&[(ada.clone(), second), (bob.clone(), InboundState::default())]).await.unwrap();
+    assert_eq!(saved, vec![false, true], "a save over a stale read is refused, alone");
+    let state = store
+        .get_record_states(&ada.connection_id, ada.object_type, std::slice::from_ref(&ada.record_key))
+        .await
+        .unwrap();
+    assert_eq!(state["ada@example.com"].inbound.delivered["job_title"].value, serde_json::json!("CEO"));
+    assert_eq!(state["ada@example.com"].inbound.revision, 1);
+}
+
+async fn a_pull_runs_once_until_it_ends_or_goes_stale(store: Arc<dyn Store>) {
+    let id = ConnectionId::new("c1");
+    let stale = Duration::hours(24);
+    let begin = |run: &'static str, at: OffsetDateTime| {
+        let (store, id) = (store.clone(), id.clone());
+        async move { store.begin_pull(&id, ObjectType::Contacts, SyncFlow::Enrichment, run, at, stale).await.unwrap() }
+    };
+    assert!(begin("r1", now()).await);
+    assert!(!begin("r2", now()).await, "one pull at a time");
+    assert!(store.begin_pull(&id, ObjectType::Companies, SyncFlow::Enrichment, "r3", now(), stale).await.unwrap());
+    assert!(store.begin_pull(&id, ObjectType::Contacts, SyncFlow::CatchUp, "r4", now(), stale).await.unwrap());
+    store.end_pull(&id, ObjectType::Contacts, SyncFlow::Enrichment, "r2").await.unwrap();
+    assert!(!begin("r2", now()).await, "only the running pull ends its mark");
+    store.end_pull(&id, ObjectType::Contacts, SyncFlow::Enrichment, "r1").await.unwrap();
+    assert!(begin("r2", now()).await);
+    assert!(begin("r5", now() + stale + Duration::seconds(1)).await, "an abandoned pull ages out");
+}
+
+async fn a_run_update_over_a_stale_read_is_refused(store: Arc<dyn Store>) {
+    let run = SyncRun::start(ConnectionId::new("c1"), RunKind::Enrichment, now(), "0000aaaa");
+    store.put_run(&run).await.unwrap();
+    let mut first = store.get_run(&run.connection_id, &run.run_id).await.unwrap().unwrap();
+    let mut second = first.clone();
+    first.counts.received = 200;
+    store.update_run(&first).await.unwrap();
+    second.counts.received = 100;
+    assert!(matches!(store.update_run(&second).await, Err(StoreError::RevisionConflict)));
+    let stored = store.get_run(&run.connection_id, &run.run_id).await.unwrap().unwrap();
+    assert_eq!((stored.counts.received, stored.revision), (200, 1));
 }
 
 async fn runs_are_listed_newest_first(store: Arc<dyn Store>) {
     let id = ConnectionId::new("c1");
     let mut runs = Vec::new();
     for i in 0..5 {
-        let mut run = SyncRun::start(id.clone(), RunKind::Push, now() + Duration::seconds(i));
+        let mut run = SyncRun::start(id.clone(), RunKind::Push, now() + Duration::seconds(i), &format!("{i:08}"));
         run.counts.received = i as u64;
         run.counts.skip("contact has no email");
         store.put_run(&run).await.unwrap();
         runs.push(run);
     }
-    store.put_run(&SyncRun::start(ConnectionId::new("c2"), RunKind::Push, now())).await.unwrap();
+    store.put_run(&SyncRun::start(ConnectionId::new("c2"), RunKind::Push, now(), "c2run")).await.unwrap();
 
     let listed = store.list_runs(&id, 3).await.unwrap();
     let received: Vec<_> = listed.iter().map(|r| r.counts.received).collect();
@@ -392,9 +552,16 @@ contract!(
     refresh_lease_has_one_holder_at_a_time,
     refresh_lease_goes_to_one_of_many_concurrent_callers,
     connections_are_indexed_by_tenant_and_portal,
+    a_connection_update_over_a_stale_read_is_refused,
     tenants_tokens_and_schemas_round_trip,
     record_state_belongs_to_one_connection,
-    record_states_are_read_and_written_in_bulk,
+    record_states_are_read_in_bulk,
+    a_record_has_one_claim_holder_until_the_claim_expires,
+    a_record_goes_to_one_of_many_concurrent_claimers,
+    outbound_and_inbound_parts_never_overwrite_each_other,
+    an_inbound_save_over_a_stale_read_is_refused,
+    a_pull_runs_once_until_it_ends_or_goes_stale,
+    a_run_update_over_a_stale_read_is_refused,
     runs_are_listed_newest_first,
     api_keys_are_found_by_hash_only,
     rate_slots_are_spaced_across_concurrent_callers,

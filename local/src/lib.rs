@@ -14,11 +14,11 @@ use hubsync::adapters::{MemoryQueue, MemoryStore, Redrive, StaticSecrets};
 use hubsync::deps::{Deps, QueuePair, Queues};
 use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId, hash_api_key};
 use hubsync::hubspot::HubSpotClient;
-use hubsync::inbound::{InboundWorker, PullWorker};
 use hubsync::ports::{AppSecrets, Store, SystemClock};
-use hubsync::push::PushWorker;
 use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settings};
 use hubsync::work::QueueWorker;
+use hubsync::work::sqs::{BULK_WORKER_TIMEOUT, WORKER_TIMEOUT};
+use hubsync::{inbound, outbound};
 use rand::RngCore;
 use tokio::net::TcpListener;
 
@@ -248,16 +248,34 @@ impl LocalQueue {
 /// One consumer per work queue: the push worker, the inbound worker and the pull worker.
 fn spawn_workers(deps: &Deps, [push, inbound, bulk]: &[LocalQueue; 3]) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
-        tokio::spawn(run_worker(Box::new(PushWorker::new(deps.clone())), push.work.clone())),
-        tokio::spawn(run_worker(Box::new(InboundWorker::new(deps.clone())), inbound.work.clone())),
-        tokio::spawn(run_worker(Box::new(PullWorker::new(deps.clone())), bulk.work.clone())),
+        tokio::spawn(run_worker(
+            deps.clone(),
+            Box::new(outbound::push_worker(deps.clone())),
+            push.work.clone(),
+            WORKER_TIMEOUT,
+        )),
+        tokio::spawn(run_worker(
+            deps.clone(),
+            Box::new(inbound::inbound_worker(deps.clone())),
+            inbound.work.clone(),
+            WORKER_TIMEOUT,
+        )),
+        tokio::spawn(run_worker(
+            deps.clone(),
+            Box::new(inbound::pull_worker(deps.clone())),
+            bulk.work.clone(),
+            BULK_WORKER_TIMEOUT,
+        )),
     ]
 }
 
-/// What Lambda's SQS trigger does in AWS: receive, process, delete or back off, forever.
-async fn run_worker(worker: Box<dyn QueueWorker>, queue: Arc<MemoryQueue>) {
+/// What Lambda's SQS trigger does in AWS: receive, process before the invocation's deadline,
+/// delete, back off or requeue, forever.
+async fn run_worker(deps: Deps, worker: Box<dyn QueueWorker>, queue: Arc<MemoryQueue>, timeout: Duration) {
     loop {
-        if let Err(err) = hubsync::work::poll(worker.as_ref(), queue.as_ref(), Duration::from_secs(1)).await {
+        let polled =
+            hubsync::work::poll(worker.as_ref(), queue.as_ref(), deps.clock.as_ref(), Duration::from_secs(1), timeout);
+        if let Err(err) = polled.await {
             tracing::error!(error = %err, "work queue");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use crate::adapters::{DynamoStore, SecretsManagerSource, SqsQueue, load_aws_config};
 use crate::connect::tokens::TokenProvider;
 use crate::hubspot::HubSpotClient;
-use crate::ports::{Clock, Queue, SecretSource, Store, SystemClock};
+use crate::inbound::PlatformClient;
+use crate::ports::{Clock, IdSource, Queue, RandomIds, SecretSource, Store, SystemClock};
 use crate::settings::Settings;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,9 +32,12 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn SecretSource>,
     pub hubspot: HubSpotClient,
+    /// Delivers HubSpot's changes to the platform's ingest endpoint.
+    pub platform: PlatformClient,
     pub tokens: Arc<TokenProvider>,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
     /// Platform changes on their way to HubSpot.
     pub push: QueuePair,
     /// HubSpot changes (from webhooks) on their way to the platform.
@@ -53,7 +57,19 @@ impl Deps {
     ) -> Self {
         let Queues { push, inbound, bulk } = queues;
         let tokens = Arc::new(TokenProvider::new(store.clone(), secrets.clone(), hubspot.clone(), clock.clone()));
-        Deps { store, secrets, hubspot, tokens, settings: Arc::new(settings), clock, push, inbound, bulk }
+        Deps {
+            store,
+            secrets,
+            hubspot,
+            platform: PlatformClient::new(),
+            tokens,
+            settings: Arc::new(settings),
+            clock,
+            ids: Arc::new(RandomIds),
+            push,
+            inbound,
+            bulk,
+        }
     }
 
     /// The production wiring: DynamoDB, Secrets Manager and HubSpot, named by the environment

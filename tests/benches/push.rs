@@ -12,14 +12,14 @@
 use hubsync_tests::bench::{env, peak_memory_mib};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hubsync::console::configs;
 use hubsync::deps::Deps;
 use hubsync::domain::{ConnectionId, VersionedConfig};
+use hubsync::outbound::push_worker;
 use hubsync::ports::ReceivedMessage;
-use hubsync::push::PushWorker;
-use hubsync::work::Disposition;
+use hubsync::work::{Deadline, Disposition};
 use hubsync_tests::local::{install_demo_portal, start_uncaptured};
 use serde_json::json;
 
@@ -110,7 +110,7 @@ async fn push_all(deps: &Deps, connection: &ConnectionId, records: usize, worker
     let batches: Arc<Mutex<VecDeque<usize>>> = Arc::new(Mutex::new((0..records).step_by(BATCH).collect()));
     let mut tasks = Vec::new();
     for _ in 0..workers {
-        let (batches, worker) = (batches.clone(), PushWorker::new(deps.clone()));
+        let (batches, worker, deps) = (batches.clone(), push_worker(deps.clone()), deps.clone());
         let (connection, changed_at) = (connection.clone(), changed_at.to_string());
         tasks.push(tokio::spawn(async move {
             let mut retried = 0;
@@ -118,8 +118,9 @@ async fn push_all(deps: &Deps, connection: &ConnectionId, records: usize, worker
                 let Some(start) = batches.lock().unwrap().pop_front() else { return retried };
                 let batch: Vec<ReceivedMessage> =
                     (start..(start + BATCH).min(records)).map(|i| message(&connection, i, &changed_at)).collect();
-                let dispositions = worker.process_batch(&batch).await;
-                retried += dispositions.iter().filter(|d| matches!(d, Disposition::RetryAfter(_))).count();
+                let deadline = Deadline::after(deps.clock.now(), Duration::from_secs(60));
+                let dispositions = worker.process_batch(&batch, deadline).await;
+                retried += dispositions.iter().filter(|d| !matches!(d, Disposition::Done)).count();
             }
         }));
     }

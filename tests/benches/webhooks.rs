@@ -104,7 +104,7 @@ async fn main() {
     // End to end: a user's edit in the simulator until the platform stand-in has the new value.
     // Back to back, each read waits for the portal's next pacer slot; spaced by more than the
     // pacer's gap, none waits.
-    let pacer_gap = Pacer::new(deps.store.clone()).interval(PORTAL, None);
+    let pacer_gap = Pacer::new(deps.store.clone(), deps.clock.clone()).interval(PORTAL, None);
     let spacing = Duration::from_millis(200);
     let phases = Instant::now();
     let http = reqwest::Client::new();

@@ -16,6 +16,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use hubsync::adapters::{DynamoStore, SqsQueue};
 
 pub mod bench;
+pub mod convergence;
 pub mod lambda;
 pub mod local;
 pub mod logs;
@@ -23,6 +24,7 @@ pub mod oauth;
 pub mod platform;
 pub mod push;
 pub mod runtime_api;
+pub mod simulation;
 pub mod world;
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();

@@ -1,6 +1,8 @@
 //! A platform ingest endpoint for tests: checks hubsync's signature, records what it receives
-//! and answers `status` for every record (`http_503` answers the whole request with a 503).
+//! and answers `status` for every record (`http_503` answers the whole request with a 503),
+//! or `error` for the records whose key it refuses.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -15,11 +17,14 @@ use serde_json::{Value, json};
 pub struct Platform {
     received: Arc<Mutex<Vec<Value>>>,
     pub status: Arc<Mutex<&'static str>>,
+    /// Record keys answered `error` whatever `status` says.
+    pub refused: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Platform {
     pub async fn start(secret: &'static str) -> (Platform, String) {
-        let platform = Platform { received: Arc::default(), status: Arc::new(Mutex::new("applied")) };
+        let platform =
+            Platform { received: Arc::default(), status: Arc::new(Mutex::new("applied")), refused: Arc::default() };
         let state = platform.clone();
         let app = Router::new().route(
             "/ingest",
@@ -36,11 +41,16 @@ impl Platform {
                     if status == "http_503" {
                         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({})));
                     }
+                    let refused = state.refused.lock().unwrap().clone();
                     let results: Vec<Value> = delivery["records"]
                         .as_array()
                         .unwrap()
                         .iter()
-                        .map(|r| json!({ "idempotency_key": r["idempotency_key"], "status": status }))
+                        .map(|r| {
+                            let refused = r["record_key"].as_str().is_some_and(|key| refused.contains(key));
+                            let status = if refused { "error" } else { status };
+                            json!({ "idempotency_key": r["idempotency_key"], "status": status })
+                        })
                         .collect();
                     state.received.lock().unwrap().push(delivery);
                     (StatusCode::OK, axum::Json(json!({ "results": results })))

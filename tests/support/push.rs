@@ -6,8 +6,8 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hubsync::console::configs;
 use hubsync::domain::{Connection, ConnectionId, Secret, SyncRun, VersionedConfig};
+use hubsync::outbound::{PushWorker, push_worker};
 use hubsync::ports::{OutgoingMessage, Queue, ReceivedMessage};
-use hubsync::push::PushWorker;
 use hubsync::work::ParkedMessage;
 use serde_json::{Value, json};
 
@@ -50,7 +50,7 @@ impl PushSetup {
         let connection = world.deps.store.get_connection(&ConnectionId::new(&id)).await.unwrap().unwrap();
         let update: VersionedConfig = serde_json::from_value(json!({ "version": 0, "config": config })).unwrap();
         configs::save(&world.deps, &connection, &update).await.expect("the config is valid");
-        let worker = PushWorker::new(world.deps.clone());
+        let worker = push_worker(world.deps.clone());
         PushSetup { world, key, connection, worker }
     }
 
@@ -96,7 +96,7 @@ impl PushSetup {
     /// every message the response does not report as failed.
     pub async fn invoke(&self, worker: &PushWorker, batch: &[ReceivedMessage]) -> SqsBatchResponse {
         let queue = &self.world.deps.push.work;
-        let response = push_worker::handle(worker, queue.as_ref(), sqs_event(batch)).await;
+        let response = push_worker::handle(worker, queue.as_ref(), sqs_event(batch), self.world.deadline()).await;
         acknowledge(queue.as_ref(), batch, &response).await;
         response
     }

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 use hubspot_sim::{RunningSimulator, SimConfig};
 use hubsync::adapters::SecretsManagerSource;
 use hubsync::deps::{Deps, QueuePair, Queues};
-use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId};
+use hubsync::domain::{ApiKeyRecord, ConnectionId, Secret, Tenant, TenantId};
 use hubsync::hubspot::HubSpotClient;
 use hubsync::ports::Clock;
 use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settings};
+use hubsync::work::Deadline;
 use time::{Duration, OffsetDateTime};
 
 use crate::logs::{SecretKind, SecretWatch};
@@ -21,8 +22,9 @@ pub const CLIENT_SECRET: &str = "sim-client-secret";
 pub const DELIVERY_SIGNING_SECRET: &str = "delivery-secret";
 pub const TOKEN_ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
-/// A clock that moves only when the test says so.
-pub struct ManualClock(Mutex<OffsetDateTime>);
+/// The wall clock, moved ahead when a test says so (to expire a token, say): time passes for
+/// hubsync as it does for HubSpot's simulator and the pacer's waits, plus what the test adds.
+pub struct ManualClock(Mutex<Duration>);
 
 impl ManualClock {
     pub fn advance(&self, by: Duration) {
@@ -32,12 +34,16 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        *self.0.lock().unwrap()
+        OffsetDateTime::now_utc() + *self.0.lock().unwrap()
     }
 }
 
 pub struct World {
     pub deps: Deps,
+    /// The DynamoDB table behind `deps.store`.
+    pub table: String,
+    /// The URLs of the push, inbound and bulk work queues.
+    pub work_queues: [String; 3],
     pub sim: RunningSimulator,
     pub clock: Arc<ManualClock>,
     /// Its secrets, which must not appear in the lines logged while it exists.
@@ -72,6 +78,7 @@ impl World {
         let sim = hubspot_sim::start(sim_config).await.expect("simulator starts");
         let aws = crate::aws_config().await;
         let store = crate::dynamo_store().await;
+        let table = store.table().to_string();
         let secret_name = crate::unique_name("hubsync/app");
         let secret = serde_json::json!({
             "client_id": CLIENT_ID,
@@ -83,11 +90,11 @@ impl World {
         secrets_client.create_secret().name(&secret_name).secret_string(secret.to_string()).send().await.unwrap();
         let mut settings = settings(&sim.base_url());
         adjust(&mut settings);
-        let clock = Arc::new(ManualClock(Mutex::new(OffsetDateTime::now_utc())));
+        let clock = Arc::new(ManualClock(Mutex::new(Duration::ZERO)));
         let hubspot = HubSpotClient::new(&sim.base_url(), &sim.base_url()).unwrap();
-        let push = queue_pair().await;
-        let inbound = queue_pair().await;
-        let bulk = queue_pair().await;
+        let (push, push_url) = queue_pair().await;
+        let (inbound, inbound_url) = queue_pair().await;
+        let (bulk, bulk_url) = queue_pair().await;
         let deps = Deps::new(
             Arc::new(store),
             Arc::new(SecretsManagerSource::new(secrets_client, secret_name)),
@@ -96,7 +103,7 @@ impl World {
             clock.clone(),
             Queues { push, inbound, bulk },
         );
-        World { deps, sim, clock, secrets }
+        World { deps, table, work_queues: [push_url, inbound_url, bulk_url], sim, clock, secrets }
     }
 
     /// Another Lambda instance of the same deployment: same store and secrets, own memory.
@@ -109,6 +116,29 @@ impl World {
             self.clock.clone(),
             Queues { push: self.deps.push.clone(), inbound: self.deps.inbound.clone(), bulk: self.deps.bulk.clone() },
         )
+    }
+
+    /// The deadline of a Lambda invocation starting now, generous (the bulk worker's 15 minutes):
+    /// the local AWS emulator is slower than AWS.
+    pub fn deadline(&self) -> Deadline {
+        Deadline::after(self.clock.now(), std::time::Duration::from_secs(15 * 60))
+    }
+
+    /// Breaks a stored connection's config: its item stays, with a body that does not read,
+    /// as after a bad manual edit. Reading it is then a store error.
+    pub async fn break_config(&self, connection: &ConnectionId) {
+        let client = aws_sdk_dynamodb::Client::new(&crate::aws_config().await);
+        let item = |value: &str| aws_sdk_dynamodb::types::AttributeValue::S(value.to_string());
+        client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", item(&format!("CONN#{connection}")))
+            .key("sk", item("CONFIG"))
+            .update_expression("SET body = :broken")
+            .expression_attribute_values(":broken", item("{ this is not a config"))
+            .send()
+            .await
+            .unwrap();
     }
 
     /// A tenant with a console API key; returns the key.
@@ -130,8 +160,33 @@ impl Drop for World {
     }
 }
 
-/// A fresh SQS queue on moto with its dead-letter queue.
-async fn queue_pair() -> QueuePair {
+/// A fresh SQS queue on moto with its dead-letter queue; and the work queue's URL.
+async fn queue_pair() -> (QueuePair, String) {
     let (work, parked) = crate::sqs_queue_with_dlq(8, std::time::Duration::from_secs(30)).await;
-    QueuePair { work: Arc::new(work), parked: Arc::new(parked) }
+    let url = work.url().to_string();
+    (QueuePair { work: Arc::new(work), parked: Arc::new(parked) }, url)
+}
+
+/// Messages on these SQS queues, visible, in flight or delayed (SQS's approximate counts).
+pub async fn queued_on(urls: &[String]) -> u64 {
+    let client = aws_sdk_sqs::Client::new(&crate::aws_config().await);
+    let mut total = 0;
+    for url in urls {
+        let attributes = client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        for name in [
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ] {
+            total +=
+                attributes.attributes().and_then(|a| a.get(&name)).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    total
 }

@@ -13,13 +13,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hubsync::console::auth::{AuthTenant, owned_connection};
 use hubsync::console::didomi::{self, ConnectResult, DidomiConfig};
-use hubsync::console::push::{self, Queued};
+use hubsync::console::sync::{self, ParkedWork, Queued, Redriven};
 use hubsync::console::{configs, schemas, uninstall};
 use hubsync::deps::Deps;
 use hubsync::domain::mapping::ConfigProblem;
 use hubsync::domain::{Connection, ConnectionConfig, ObjectType, PropertySchema, SyncRun, VersionedConfig};
 use hubsync::http::{ApiError, ApiJson};
-use hubsync::work::RedriveReport;
 use serde::{Deserialize, Serialize};
 
 /// Configs are small; this bounds what a request can make the function parse.
@@ -155,7 +154,7 @@ async fn sync_record(
     TextBody(body): TextBody,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
-    Ok((StatusCode::ACCEPTED, Json(push::enqueue_change(&deps, &connection, &body).await?)))
+    Ok((StatusCode::ACCEPTED, Json(sync::enqueue_change(&deps, &connection, &body).await?)))
 }
 
 #[derive(Deserialize)]
@@ -176,16 +175,26 @@ async fn list_runs(
 ) -> Result<Json<RunList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("the query is not valid: {}", e.body_text())))?;
     let connection = owned_connection(&deps, &tenant, &id).await?;
-    Ok(Json(RunList { runs: push::runs(&deps, &connection, query.limit).await? }))
+    Ok(Json(RunList { runs: sync::runs(&deps, &connection, query.limit).await? }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RedriveQuery {
+    queue: Option<ParkedWork>,
 }
 
 async fn redrive_parked(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
     ConnectionPath(id): ConnectionPath,
-) -> Result<Json<RedriveReport>, ApiError> {
+    query: Result<Query<RedriveQuery>, QueryRejection>,
+) -> Result<Json<Redriven>, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::BadRequest(format!("the query is not valid: {}; `queue` is push, inbound or bulk", e.body_text()))
+    })?;
     let connection = owned_connection(&deps, &tenant, &id).await?;
-    Ok(Json(push::redrive_parked(&deps, &connection).await?))
+    Ok(Json(sync::redrive_parked(&deps, &connection, query.queue).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -208,7 +217,7 @@ async fn full_sync(
         serde_json::from_str(&body)
             .map_err(|e| ApiError::BadRequest(format!("the body is not a full-sync request: {e}")))?
     };
-    Ok((StatusCode::ACCEPTED, Json(RunList { runs: push::full_sync(&deps, &connection, request.objects).await? })))
+    Ok((StatusCode::ACCEPTED, Json(RunList { runs: sync::full_sync(&deps, &connection, request.objects).await? })))
 }
 
 /// The `{connection_id}` of the path. One that does not decode (e.g. `%FF`) names no connection.

@@ -3,8 +3,14 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hubsync::inbound::InboundWorker;
 use hubsync::ports::Queue;
-use hubsync::work::handle_sqs_event;
+use hubsync::work::{Deadline, handle_sqs_event};
 
-pub async fn handle(worker: &InboundWorker, queue: &dyn Queue, event: SqsEvent) -> SqsBatchResponse {
-    handle_sqs_event(worker, queue, event).await
+/// Handles one batch before `deadline` (the invocation's, from Lambda's context).
+pub async fn handle(
+    worker: &InboundWorker,
+    queue: &dyn Queue,
+    event: SqsEvent,
+    deadline: Deadline,
+) -> SqsBatchResponse {
+    handle_sqs_event(worker, queue, event, deadline).await
 }

@@ -105,13 +105,18 @@ impl Queue for MemoryQueue {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
         let deadline = Instant::now() + wait;
         loop {
+            // Registered before looking, so a message sent in between still wakes us.
             let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
             let received = self.take_visible(max.min(10));
             if !received.is_empty() || Instant::now() >= deadline {
                 return Ok(received);
             }
-            // Wake on a new message, or soon enough to see delayed and timed-out ones.
-            let _ = tokio::time::timeout_at(deadline.min(Instant::now() + Duration::from_millis(50)), arrived).await;
+            // Wake on a new message, or when the next hidden one becomes visible.
+            let next_visible = self.messages().iter().map(|m| m.visible_at).min();
+            let wake = next_visible.map_or(deadline, |at| at.min(deadline));
+            let _ = tokio::time::timeout_at(wake, arrived).await;
         }
     }
 

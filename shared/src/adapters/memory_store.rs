@@ -2,17 +2,25 @@
 //! runner; it passes the same contract suite as the DynamoDB store.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use crate::domain::{
-    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, ConnectionStatus, DedupKey, OAuthState, ObjectType,
-    PortalId, PropertySchema, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord,
-    VersionedConfig,
+    ApiKeyRecord, Claim, Connection, ConnectionConfig, ConnectionId, ConnectionStatus, DedupKey, InboundState,
+    OAuthState, ObjectType, OutboundState, PortalId, PropertySchema, RecordKey, RecordSyncState, SyncCursor, SyncFlow,
+    SyncRun, Tenant, TenantId, TokenRecord, VersionedConfig,
 };
-use crate::ports::{Store, StoreError};
+use crate::ports::{Claimed, OutboundSave, Store, StoreError};
+
+/// One record's stored state: its two parts and its claim, as the DynamoDB item keeps them.
+#[derive(Default)]
+struct StoredRecord {
+    outbound: OutboundState,
+    inbound: InboundState,
+    claim: Option<Claim>,
+}
 
 #[derive(Default)]
 struct State {
@@ -23,7 +31,9 @@ struct State {
     leases: HashMap<ConnectionId, (String, OffsetDateTime)>,
     schemas: HashMap<(ConnectionId, ObjectType), PropertySchema>,
     cursors: HashMap<(ConnectionId, ObjectType, SyncFlow), SyncCursor>,
-    record_states: HashMap<(ConnectionId, ObjectType, String), RecordSyncState>,
+    records: BTreeMap<RecordKey, StoredRecord>,
+    /// (connection, object, flow) → the running pull's run id and start.
+    pulls: HashMap<(ConnectionId, ObjectType, SyncFlow), (String, OffsetDateTime)>,
     runs: BTreeMap<(ConnectionId, String), SyncRun>,
     oauth_states: HashMap<String, OAuthState>,
     dedup_keys: HashMap<String, OffsetDateTime>,
@@ -31,14 +41,39 @@ struct State {
     rate_slots: HashMap<String, OffsetDateTime>,
 }
 
+impl StoredRecord {
+    fn view(&self, key: RecordKey) -> RecordSyncState {
+        RecordSyncState { key, outbound: self.outbound.clone(), inbound: self.inbound.clone() }
+    }
+}
+
+/// How long each call takes, when a simulation says so.
+type Latency = Arc<dyn Fn() -> std::time::Duration + Send + Sync>;
+
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    latency: Option<Latency>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose every call first waits `latency()`, as a network store would: in a
+    /// simulation, other work runs meanwhile, so concurrent workers interleave at each call.
+    pub fn with_latency(latency: impl Fn() -> std::time::Duration + Send + Sync + 'static) -> Self {
+        MemoryStore { state: Mutex::default(), latency: Some(Arc::new(latency)) }
+    }
+
+    async fn pause(&self) {
+        if let Some(latency) = &self.latency {
+            let wait = latency();
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -50,37 +85,57 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        self.pause().await;
         self.state().tenants.insert(tenant.id.clone(), tenant.clone());
         Ok(())
     }
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        self.pause().await;
         Ok(self.state().tenants.get(id).cloned())
     }
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        self.state().connections.insert(connection.id.clone(), connection.clone());
+        self.pause().await;
+        let stored = Connection { revision: connection.revision + 1, ..connection.clone() };
+        self.state().connections.insert(connection.id.clone(), stored);
+        Ok(())
+    }
+
+    async fn update_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.pause().await;
+        let mut state = self.state();
+        if state.connections.get(&connection.id).map_or(0, |c| c.revision) != connection.revision {
+            return Err(StoreError::RevisionConflict);
+        }
+        let stored = Connection { revision: connection.revision + 1, ..connection.clone() };
+        state.connections.insert(connection.id.clone(), stored);
         Ok(())
     }
 
     async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        self.pause().await;
         Ok(self.state().connections.get(id).cloned())
     }
 
     async fn list_connections(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError> {
+        self.pause().await;
         Ok(self.state().connections.values().filter(|c| &c.tenant_id == tenant).cloned().collect())
     }
 
     async fn connections_for_portal(&self, portal: PortalId) -> Result<Vec<Connection>, StoreError> {
+        self.pause().await;
         Ok(self.state().connections.values().filter(|c| c.portal_id == portal).cloned().collect())
     }
 
     async fn active_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        self.pause().await;
         let state = self.state();
         Ok(state.connections.values().filter(|c| c.status == ConnectionStatus::Active).cloned().collect())
     }
 
     async fn get_config(&self, id: &ConnectionId) -> Result<Option<VersionedConfig>, StoreError> {
+        self.pause().await;
         Ok(self.state().configs.get(id).cloned())
     }
 
@@ -90,6 +145,7 @@ impl Store for MemoryStore {
         config: &ConnectionConfig,
         expected_version: u64,
     ) -> Result<u64, StoreError> {
+        self.pause().await;
         let mut state = self.state();
         let actual = state.configs.get(id).map_or(0, |c| c.version);
         if actual != expected_version {
@@ -101,15 +157,18 @@ impl Store for MemoryStore {
     }
 
     async fn put_tokens(&self, tokens: &TokenRecord) -> Result<(), StoreError> {
+        self.pause().await;
         self.state().tokens.insert(tokens.connection_id.clone(), tokens.clone());
         Ok(())
     }
 
     async fn get_tokens(&self, id: &ConnectionId) -> Result<Option<TokenRecord>, StoreError> {
+        self.pause().await;
         Ok(self.state().tokens.get(id).cloned())
     }
 
     async fn delete_tokens(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        self.pause().await;
         self.state().tokens.remove(id);
         Ok(())
     }
@@ -121,6 +180,7 @@ impl Store for MemoryStore {
         now: OffsetDateTime,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        self.pause().await;
         let mut state = self.state();
         let free = match state.leases.get(id) {
             None => true,
@@ -133,6 +193,7 @@ impl Store for MemoryStore {
     }
 
     async fn release_refresh_lease(&self, id: &ConnectionId, holder: &str) -> Result<(), StoreError> {
+        self.pause().await;
         let mut state = self.state();
         if state.leases.get(id).is_some_and(|(current, _)| current == holder) {
             state.leases.remove(id);
@@ -141,11 +202,13 @@ impl Store for MemoryStore {
     }
 
     async fn put_schema(&self, schema: &PropertySchema) -> Result<(), StoreError> {
+        self.pause().await;
         self.state().schemas.insert((schema.connection_id.clone(), schema.object_type), schema.clone());
         Ok(())
     }
 
     async fn get_schema(&self, id: &ConnectionId, object: ObjectType) -> Result<Option<PropertySchema>, StoreError> {
+        self.pause().await;
         Ok(self.state().schemas.get(&(id.clone(), object)).cloned())
     }
 
@@ -155,10 +218,12 @@ impl Store for MemoryStore {
         object: ObjectType,
         flow: SyncFlow,
     ) -> Result<Option<SyncCursor>, StoreError> {
+        self.pause().await;
         Ok(self.state().cursors.get(&(id.clone(), object, flow)).cloned())
     }
 
     async fn advance_cursor(&self, cursor: &SyncCursor) -> Result<(), StoreError> {
+        self.pause().await;
         let mut state = self.state();
         let key = (cursor.connection_id.clone(), cursor.object_type, cursor.flow);
         if state.cursors.get(&key).is_some_and(|stored| stored.position > cursor.position) {
@@ -174,33 +239,154 @@ impl Store for MemoryStore {
         object: ObjectType,
         record_keys: &[String],
     ) -> Result<HashMap<String, RecordSyncState>, StoreError> {
+        self.pause().await;
         let state = self.state();
         Ok(record_keys
             .iter()
-            .filter_map(|key| state.record_states.get(&(id.clone(), object, key.clone())))
-            .map(|record| (record.record_key.clone(), record.clone()))
+            .map(|key| RecordKey::new(id.clone(), object, key.clone()))
+            .filter_map(|key| {
+                let stored = state.records.get(&key)?;
+                Some((key.record_key.clone(), stored.view(key)))
+            })
             .collect())
     }
 
-    async fn put_record_states(&self, records: &[RecordSyncState]) -> Result<(), StoreError> {
+    async fn claim_records(
+        &self,
+        keys: &[RecordKey],
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.pause().await;
         let mut state = self.state();
-        for record in records {
-            let key = (record.connection_id.clone(), record.object_type, record.record_key.clone());
-            state.record_states.insert(key, record.clone());
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let stored = state.records.entry(key.clone()).or_default();
+                let free = stored.claim.as_ref().is_none_or(|c| c.holder == holder || c.until <= now);
+                if !free {
+                    return Claimed::Held;
+                }
+                stored.claim = Some(Claim { holder: holder.to_string(), until });
+                Claimed::Granted(stored.view(key.clone()))
+            })
+            .collect())
+    }
+
+    async fn save_outbound(
+        &self,
+        saves: &[OutboundSave],
+        holder: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.pause().await;
+        let mut state = self.state();
+        Ok(saves
+            .iter()
+            .map(|save| {
+                let Some(stored) = state.records.get_mut(&save.key) else { return false };
+                if !stored.claim.as_ref().is_some_and(|c| c.holder == holder && c.until > now) {
+                    return false;
+                }
+                stored.outbound = save.outbound.clone();
+                if save.release {
+                    stored.claim = None;
+                }
+                true
+            })
+            .collect())
+    }
+
+    async fn release_records(&self, keys: &[RecordKey], holder: &str) -> Result<(), StoreError> {
+        self.pause().await;
+        let mut state = self.state();
+        for key in keys {
+            if let Some(stored) = state.records.get_mut(key)
+                && stored.claim.as_ref().is_some_and(|c| c.holder == holder)
+            {
+                stored.claim = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn save_inbound(&self, saves: &[(RecordKey, InboundState)]) -> Result<Vec<bool>, StoreError> {
+        self.pause().await;
+        let mut state = self.state();
+        Ok(saves
+            .iter()
+            .map(|(key, inbound)| {
+                let stored = state.records.entry(key.clone()).or_default();
+                if stored.inbound.revision != inbound.revision {
+                    return false;
+                }
+                stored.inbound = InboundState { revision: inbound.revision + 1, ..inbound.clone() };
+                true
+            })
+            .collect())
+    }
+
+    async fn begin_pull(
+        &self,
+        id: &ConnectionId,
+        object: ObjectType,
+        flow: SyncFlow,
+        run_id: &str,
+        now: OffsetDateTime,
+        stale_after: Duration,
+    ) -> Result<bool, StoreError> {
+        self.pause().await;
+        let mut state = self.state();
+        let key = (id.clone(), object, flow);
+        if state.pulls.get(&key).is_some_and(|(running, started)| running != run_id && now - *started < stale_after) {
+            return Ok(false);
+        }
+        state.pulls.insert(key, (run_id.to_string(), now));
+        Ok(true)
+    }
+
+    async fn end_pull(
+        &self,
+        id: &ConnectionId,
+        object: ObjectType,
+        flow: SyncFlow,
+        run_id: &str,
+    ) -> Result<(), StoreError> {
+        self.pause().await;
+        let mut state = self.state();
+        let key = (id.clone(), object, flow);
+        if state.pulls.get(&key).is_some_and(|(running, _)| running == run_id) {
+            state.pulls.remove(&key);
         }
         Ok(())
     }
 
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        self.pause().await;
         self.state().runs.insert((run.connection_id.clone(), run.run_id.clone()), run.clone());
         Ok(())
     }
 
+    async fn update_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        self.pause().await;
+        let mut state = self.state();
+        let key = (run.connection_id.clone(), run.run_id.clone());
+        let stored = state.runs.get(&key).map_or(0, |r| r.revision);
+        if stored != run.revision {
+            return Err(StoreError::RevisionConflict);
+        }
+        state.runs.insert(key, SyncRun { revision: run.revision + 1, ..run.clone() });
+        Ok(())
+    }
+
     async fn get_run(&self, id: &ConnectionId, run_id: &str) -> Result<Option<SyncRun>, StoreError> {
+        self.pause().await;
         Ok(self.state().runs.get(&(id.clone(), run_id.to_string())).cloned())
     }
 
     async fn list_runs(&self, id: &ConnectionId, limit: usize) -> Result<Vec<SyncRun>, StoreError> {
+        self.pause().await;
         let state = self.state();
         let runs = state.runs.range((id.clone(), String::new())..).take_while(|((conn, _), _)| conn == id);
         let mut runs: Vec<SyncRun> = runs.map(|(_, run)| run.clone()).collect();
@@ -210,6 +396,7 @@ impl Store for MemoryStore {
     }
 
     async fn put_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError> {
+        self.pause().await;
         let mut guard = self.state();
         if guard.oauth_states.contains_key(&state.state) {
             return Err(StoreError::AlreadyExists("OAuth state".into()));
@@ -219,6 +406,7 @@ impl Store for MemoryStore {
     }
 
     async fn take_oauth_state(&self, state: &str, now: OffsetDateTime) -> Result<OAuthState, StoreError> {
+        self.pause().await;
         let taken =
             self.state().oauth_states.remove(state).ok_or_else(|| StoreError::NotFound("OAuth state".into()))?;
         if taken.is_expired(now) {
@@ -228,6 +416,7 @@ impl Store for MemoryStore {
     }
 
     async fn claim_dedup_key(&self, key: &DedupKey, now: OffsetDateTime) -> Result<bool, StoreError> {
+        self.pause().await;
         let mut state = self.state();
         if state.dedup_keys.get(&key.key).is_some_and(|expires_at| *expires_at > now) {
             return Ok(false);
@@ -237,6 +426,7 @@ impl Store for MemoryStore {
     }
 
     async fn release_dedup_key(&self, key: &str) -> Result<(), StoreError> {
+        self.pause().await;
         self.state().dedup_keys.remove(key);
         Ok(())
     }
@@ -247,6 +437,7 @@ impl Store for MemoryStore {
         now: OffsetDateTime,
         interval: Duration,
     ) -> Result<OffsetDateTime, StoreError> {
+        self.pause().await;
         let mut state = self.state();
         let next = state.rate_slots.get(key).copied().unwrap_or(now).max(now);
         state.rate_slots.insert(key.to_string(), next + interval);
@@ -254,6 +445,7 @@ impl Store for MemoryStore {
     }
 
     async fn hold_rate_budget(&self, key: &str, until: OffsetDateTime) -> Result<(), StoreError> {
+        self.pause().await;
         let mut state = self.state();
         let next = state.rate_slots.entry(key.to_string()).or_insert(until);
         *next = (*next).max(until);
@@ -261,11 +453,13 @@ impl Store for MemoryStore {
     }
 
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.pause().await;
         self.state().api_keys.insert(key.key_hash.clone(), key.clone());
         Ok(())
     }
 
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.pause().await;
         Ok(self.state().api_keys.get(key_hash).cloned())
     }
 }

@@ -192,18 +192,21 @@ async fn register(
             connection.status = ConnectionStatus::Active;
             connection.scopes = info.scopes;
             connection.installed_by = info.user;
+            connection.app_id = info.app_id;
             connection.updated_at = now;
             connection
         }
         None => Connection {
-            id: ConnectionId::generate(),
+            id: ConnectionId::generate(&deps.ids.new_id()),
             tenant_id: tenant.clone(),
             portal_id: info.hub_id,
             status: ConnectionStatus::Active,
             scopes: info.scopes,
             installed_by: info.user,
+            app_id: info.app_id,
             created_at: now,
             updated_at: now,
+            revision: 0,
         },
     };
     // Tokens first: the connection row is what makes the install visible, so it goes last.
@@ -220,8 +223,10 @@ async fn register(
     tracing::info!(connection = %connection.id, tenant = %tenant, portal = connection.portal_id, "HubSpot app installed");
     if was_stopped {
         // Work parked while the connection could not reach HubSpot goes out again now: the
-        // platform's changes, and HubSpot's changes waiting for delivery.
-        for (work, queues) in [("platform changes", &deps.push), ("HubSpot changes", &deps.inbound)] {
+        // platform's changes, HubSpot's changes waiting for delivery, and pulls.
+        for (work, queues) in
+            [("platform changes", &deps.push), ("HubSpot changes", &deps.inbound), ("pull jobs", &deps.bulk)]
+        {
             match crate::work::redrive(&*queues.parked, &*queues.work, Some(&connection.id)).await {
                 Ok(report) => {
                     tracing::info!(connection = %connection.id, replayed = report.replayed, "parked {work} redriven")

@@ -13,7 +13,7 @@ use std::time::Duration as StdDuration;
 use time::{Duration, OffsetDateTime};
 
 use crate::connect::vault::{OAuthTokens, TokenVault};
-use crate::domain::{ConnectionId, ConnectionStatus, Secret, TokenRecord};
+use crate::domain::{Connection, ConnectionId, ConnectionStatus, Secret, TokenRecord};
 use crate::hubspot::{ErrorClass, HubSpotClient, HubSpotError};
 use crate::ports::{Clock, SecretSource, Store, StoreError};
 
@@ -172,6 +172,9 @@ impl TokenProvider {
         connection: &ConnectionId,
         rejected: Option<&Secret>,
     ) -> Result<Secret, TokenError> {
+        // Read before the tokens: a reinstall stores its tokens before its connection, so if
+        // one lands after this read, marking the connection below is refused.
+        let before = self.store.get_connection(connection).await?;
         // Re-read under the lease: the previous holder may have refreshed a moment ago.
         let (tokens, expires_at) = self.load(connection).await?;
         if self.usable(&tokens, expires_at, rejected) {
@@ -186,24 +189,32 @@ impl TokenProvider {
                 Ok(renewed.access_token)
             }
             Err(err) if refused_refresh_token(&err) => {
-                self.mark_needs_reauth(connection).await?;
+                if let Some(before) = before {
+                    self.mark_needs_reauth(before).await?;
+                }
                 Err(TokenError::NeedsReauth(connection.clone()))
             }
             Err(err) => Err(TokenError::Unavailable(err.to_string())),
         }
     }
 
-    async fn mark_needs_reauth(&self, connection: &ConnectionId) -> Result<(), TokenError> {
-        if let Some(mut record) = self.store.get_connection(connection).await?
-            && record.status == ConnectionStatus::Active
-        {
-            record.status = ConnectionStatus::NeedsReauth;
-            record.updated_at = self.clock.now();
-            self.store.put_connection(&record).await?;
+    /// Marks the connection as read before the refused refresh, unless it changed since (an
+    /// install meanwhile brought new tokens: this refusal is of the old ones).
+    async fn mark_needs_reauth(&self, mut connection: Connection) -> Result<(), TokenError> {
+        self.forget(&connection.id);
+        if connection.status != ConnectionStatus::Active {
+            return Ok(());
         }
-        self.forget(connection);
-        tracing::warn!(connection = %connection, "HubSpot refused the refresh token; connection needs re-authorisation");
-        Ok(())
+        connection.status = ConnectionStatus::NeedsReauth;
+        connection.updated_at = self.clock.now();
+        match self.store.update_connection(&connection).await {
+            Ok(()) => {
+                tracing::warn!(connection = %connection.id, "HubSpot refused the refresh token; connection needs re-authorisation");
+                Ok(())
+            }
+            Err(StoreError::RevisionConflict) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
     }
 }
 

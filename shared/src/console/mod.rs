@@ -1,11 +1,12 @@
 //! What the console API does, independent of HTTP: authentication, connections, configs,
-//! property schemas and uninstall. The console-api function maps these onto routes.
+//! property schemas, the sync's controls (one record, full sync, runs, redrive) and uninstall.
+//! The console-api function maps these onto routes.
 
 pub mod auth;
 pub mod configs;
 pub mod didomi;
-pub mod push;
 pub mod schemas;
+pub mod sync;
 pub mod uninstall;
 
 use crate::connect::calls::CallError;

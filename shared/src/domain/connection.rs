@@ -39,8 +39,9 @@ id_type!(
 );
 
 impl ConnectionId {
-    pub fn generate() -> Self {
-        ConnectionId(format!("conn_{}", uuid::Uuid::new_v4().simple()))
+    /// A new connection's id, from a fresh unique id (see [`crate::ports::IdSource`]).
+    pub fn generate(unique: &str) -> Self {
+        ConnectionId(format!("conn_{unique}"))
     }
 }
 
@@ -85,8 +86,16 @@ pub struct Connection {
     pub scopes: Vec<String>,
     /// The HubSpot user who installed the app, as HubSpot reports it.
     pub installed_by: Option<String>,
+    /// The app's id, as HubSpot reports it: its writes show in HubSpot's property history as
+    /// `INTEGRATION` changes from this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<u64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Moved on by every save: a worker that changes the connection on its own (marking it for
+    /// re-authorisation) saves only over the revision it read (`Store::update_connection`).
+    #[serde(default)]
+    pub revision: u64,
 }

@@ -84,7 +84,13 @@ pub enum EventKind {
     Created,
     Changed {
         property: String,
+        /// The value the change set, as the webhook reported it (absent in older messages).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
     },
+    /// The record is to be read and delivered as it is now: a pull's record parked on its own
+    /// (the platform refused it), replayed through the inbound queue by a redrive.
+    Refresh,
     Deleted,
     Restored,
     /// Records merged into this one (HubSpot keeps `new_object_id`, or the primary).
@@ -102,7 +108,9 @@ impl WebhookEvent {
         let object: ObjectType = object.parse().ok()?;
         let kind = match action {
             "creation" => EventKind::Created,
-            "propertyChange" => EventKind::Changed { property: self.property_name.clone()? },
+            "propertyChange" => {
+                EventKind::Changed { property: self.property_name.clone()?, value: self.property_value.clone() }
+            }
             "deletion" => EventKind::Deleted,
             "restore" => EventKind::Restored,
             "merge" => EventKind::Merged {
@@ -193,7 +201,7 @@ pub fn select_event(config: &ConnectionConfig, event: &WebhookEvent) -> Result<I
 /// A change of a company or deal property that contacts' inbound fields read from their
 /// associated company or deal: it is news for every associated contact.
 pub fn fans_out_to_contacts(config: &ConnectionConfig, event: &InboundEvent) -> bool {
-    let EventKind::Changed { property } = &event.kind else { return false };
+    let EventKind::Changed { property, .. } = &event.kind else { return false };
     config.objects.get(&ObjectType::Contacts).is_some_and(|contacts| {
         contacts.fields.iter().any(|f| {
             f.direction.comes_in() && f.from_associated == Some(event.object) && &f.hubspot_property == property
@@ -218,7 +226,10 @@ pub fn wanted_by_mappings(config: &ConnectionConfig, event: &InboundEvent) -> bo
         return false;
     }
     match &event.kind {
-        EventKind::Changed { property } => inbound.contains(&property.as_str()) || counter == Some(property.as_str()),
+        EventKind::Changed { property, .. } => {
+            inbound.contains(&property.as_str()) || counter == Some(property.as_str())
+        }
+        EventKind::Refresh => true,
         EventKind::Created => config.options.inbound_events.creations,
         EventKind::Deleted => config.options.inbound_events.deletions,
         EventKind::Restored => config.options.inbound_events.restores,

@@ -5,9 +5,11 @@ pub mod config;
 pub mod connection;
 pub mod inbound;
 pub mod mapping;
+pub mod news;
 pub mod object_type;
+pub mod outbound;
 pub mod pull;
-pub mod push;
+pub mod record;
 pub mod schema;
 pub mod secret;
 pub mod sync;
@@ -23,10 +25,11 @@ pub use inbound::{
     EventKind, INBOUND_MESSAGE_VERSION, InboundEvent, InboundMessage, WebhookEvent, parse_webhook_batch,
 };
 pub use object_type::ObjectType;
-pub use push::{MappedRecord, PUSH_MESSAGE_VERSION, PoisonMessage, PushMessage, SkipReason, map_record, merge_changes};
+pub use outbound::{
+    PUSH_MESSAGE_VERSION, PendingWrite, PoisonMessage, PushMessage, SkipReason, WritePlan, fold, plan_write,
+};
+pub use record::{Claim, InboundState, OutboundState, RecordKey, RecordSyncState, Stamped};
 pub use schema::{PropertyDef, PropertySchema};
 pub use secret::Secret;
-pub use sync::{
-    CursorPosition, PullProgress, RecordSyncState, RunCounts, RunKind, RunStatus, SyncCursor, SyncFlow, SyncRun,
-};
+pub use sync::{CursorPosition, PullProgress, RunCounts, RunKind, RunStatus, SyncCursor, SyncFlow, SyncRun};
 pub use trigger::{Firing, Trigger, TriggerField, TriggerRecord, TriggerSource};

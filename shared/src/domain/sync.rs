@@ -40,53 +40,6 @@ pub struct SyncCursor {
     pub position: CursorPosition,
 }
 
-/// What hubsync remembers about one record of one connection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordSyncState {
-    pub connection_id: ConnectionId,
-    pub object_type: ObjectType,
-    /// The platform's key for the record (email, external id, domain...).
-    pub record_key: String,
-    pub hubspot_id: Option<String>,
-    /// Hash of the mapped payload last written to HubSpot: an unchanged payload is not sent again.
-    pub last_pushed_hash: Option<String>,
-    /// Change time (ms) of the platform change last written: an older change never overwrites it.
-    #[serde(default)]
-    pub last_pushed_change_ms: Option<i64>,
-    /// Last-modified time (ms) of the newest HubSpot version delivered to the platform.
-    pub last_applied_version_ms: Option<i64>,
-    /// The property values last written: a HubSpot change that only shows these again is
-    /// hubsync's own write coming back, not news for the platform.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub pushed_values: BTreeMap<String, String>,
-    /// Values being written to HubSpot now: HubSpot may show them before the write is
-    /// recorded above, and they are the platform's own either way.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub writing_values: BTreeMap<String, String>,
-    /// Platform field → value, as last delivered to the platform: a version that changes none
-    /// of them (beyond hubsync's own writes) is not news.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub delivered_values: BTreeMap<String, serde_json::Value>,
-}
-
-impl RecordSyncState {
-    /// The state of a record hubsync has not synced yet.
-    pub fn new(connection_id: ConnectionId, object_type: ObjectType, record_key: String) -> Self {
-        RecordSyncState {
-            connection_id,
-            object_type,
-            record_key,
-            hubspot_id: None,
-            last_pushed_hash: None,
-            last_pushed_change_ms: None,
-            last_applied_version_ms: None,
-            pushed_values: BTreeMap::new(),
-            writing_values: BTreeMap::new(),
-            delivered_values: BTreeMap::new(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
@@ -120,6 +73,10 @@ pub struct RunCounts {
     /// Not finished yet, by reason: retried later, and counted again by the run that retries.
     #[serde(default)]
     pub retried: BTreeMap<String, u64>,
+    /// Handed back to the queue without counting an attempt (the record was being written by
+    /// another worker, the budget was booked, the invocation's time ran out), by reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deferred: BTreeMap<String, u64>,
     /// Fields the platform sent that no outbound mapping uses, by field name: not written.
     #[serde(default)]
     pub ignored_fields: BTreeMap<String, u64>,
@@ -135,6 +92,10 @@ impl RunCounts {
     }
     pub fn retry(&mut self, reason: impl Into<String>) {
         *self.retried.entry(reason.into()).or_default() += 1;
+    }
+
+    pub fn defer(&mut self, reason: impl Into<String>) {
+        *self.deferred.entry(reason.into()).or_default() += 1;
     }
 }
 
@@ -153,6 +114,9 @@ pub struct SyncRun {
     /// For pulls: how far the run has come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<PullProgress>,
+    /// Bumped by every update of a running pull's record (see `Store::update_run`).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// A pull's progress, visible while it runs.
@@ -163,17 +127,20 @@ pub struct PullProgress {
 }
 
 impl SyncRun {
-    pub fn start(connection_id: ConnectionId, kind: RunKind, now: OffsetDateTime) -> Self {
+    /// A run started `now`; `unique` (a fresh id, see [`crate::ports::IdSource`]) tells apart
+    /// runs started in the same millisecond.
+    pub fn start(connection_id: ConnectionId, kind: RunKind, now: OffsetDateTime, unique: &str) -> Self {
         let millis = now.unix_timestamp_nanos() / 1_000_000;
         SyncRun {
             connection_id,
-            run_id: format!("{millis:013}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            run_id: format!("{millis:013}-{}", unique.get(..8).unwrap_or(unique)),
             kind,
             status: RunStatus::Running,
             started_at: now,
             finished_at: None,
             counts: RunCounts::default(),
             progress: None,
+            revision: 0,
         }
     }
 }
@@ -193,8 +160,8 @@ mod tests {
     #[test]
     fn run_ids_sort_by_start_time() {
         let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        let early = SyncRun::start(ConnectionId::new("c"), RunKind::Push, t);
-        let late = SyncRun::start(ConnectionId::new("c"), RunKind::Push, t + time::Duration::seconds(1));
+        let early = SyncRun::start(ConnectionId::new("c"), RunKind::Push, t, "ffffffff");
+        let late = SyncRun::start(ConnectionId::new("c"), RunKind::Push, t + time::Duration::seconds(1), "00000000");
         assert!(early.run_id < late.run_id);
     }
 }

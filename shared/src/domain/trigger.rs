@@ -70,7 +70,7 @@ impl Trigger {
         event.object == self.object
             && match &event.kind {
                 EventKind::Created => self.on_create,
-                EventKind::Changed { property } => self.on_change.contains(property),
+                EventKind::Changed { property, .. } => self.on_change.contains(property),
                 _ => false,
             }
     }
@@ -257,8 +257,8 @@ mod tests {
     fn triggers_fire_on_creation_or_a_chosen_property_only() {
         let event = |kind| InboundEvent { object: ObjectType::Deals, object_id: 77, occurred_at_ms: 1, kind };
         let trigger = conversion();
-        assert!(trigger.fires_on(&event(EventKind::Changed { property: "dealstage".into() })));
-        assert!(!trigger.fires_on(&event(EventKind::Changed { property: "amount".into() })));
+        assert!(trigger.fires_on(&event(EventKind::Changed { property: "dealstage".into(), value: None })));
+        assert!(!trigger.fires_on(&event(EventKind::Changed { property: "amount".into(), value: None })));
         assert!(!trigger.fires_on(&event(EventKind::Created)));
         let created = Trigger { on_create: true, ..conversion() };
         assert!(created.fires_on(&event(EventKind::Created)));

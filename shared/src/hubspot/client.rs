@@ -1,6 +1,7 @@
 //! The HTTP side of the client: one `reqwest::Client` per cold start, base URLs that tests and
 //! the local runner point at the simulator, size-limited bodies, and HubSpot's error mapping.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
@@ -9,6 +10,7 @@ use serde::de::DeserializeOwned;
 use super::error::HubSpotError;
 use super::rate_limit::RateLimit;
 use crate::domain::Secret;
+use crate::transport::{Network, ReadError, Transport, read_limited};
 
 /// HubSpot's API host.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.hubapi.com";
@@ -108,12 +110,21 @@ impl Default for ClientOptions {
 ///
 /// It never retries: what to do about a failure is the caller's decision, from
 /// [`HubSpotError::class`](super::HubSpotError::class) and the rate-limit headers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HubSpotClient {
+    /// Builds requests; `transport` sends them.
     http: reqwest::Client,
+    transport: Arc<dyn Transport>,
     api_base: Url,
     app_base: Url,
+    timeout: Duration,
     max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for HubSpotClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubSpotClient").field("api_base", &self.api_base.as_str()).finish_non_exhaustive()
+    }
 }
 
 /// A successful response, read in full.
@@ -134,20 +145,43 @@ impl HubSpotClient {
     }
 
     pub fn with_options(options: ClientOptions) -> Result<HubSpotClient, HubSpotError> {
-        let http = reqwest::Client::builder()
+        let http = HubSpotClient::http_client(&options)?;
+        HubSpotClient::assemble(options, http.clone(), Network::shared(http))
+    }
+
+    /// A client whose requests go through `transport` (a simulation's in-process router, say).
+    pub fn with_transport(
+        options: ClientOptions,
+        transport: Arc<dyn Transport>,
+    ) -> Result<HubSpotClient, HubSpotError> {
+        let http = HubSpotClient::http_client(&options)?;
+        HubSpotClient::assemble(options, http, transport)
+    }
+
+    fn assemble(
+        options: ClientOptions,
+        http: reqwest::Client,
+        transport: Arc<dyn Transport>,
+    ) -> Result<HubSpotClient, HubSpotError> {
+        Ok(HubSpotClient {
+            http,
+            transport,
+            api_base: base_url("API", &options.api_base_url)?,
+            app_base: base_url("app", &options.app_base_url)?,
+            timeout: options.timeout,
+            max_response_bytes: options.max_response_bytes,
+        })
+    }
+
+    fn http_client(options: &ClientOptions) -> Result<reqwest::Client, HubSpotError> {
+        reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.connect_timeout)
             // HubSpot's API does not redirect; following one could send a token elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("hubsync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| HubSpotError::Setup(format!("could not build the HTTP client: {e}")))?;
-        Ok(HubSpotClient {
-            http,
-            api_base: base_url("API", &options.api_base_url)?,
-            app_base: base_url("app", &options.app_base_url)?,
-            max_response_bytes: options.max_response_bytes,
-        })
+            .map_err(|e| HubSpotError::Setup(format!("could not build the HTTP client: {e}")))
     }
 
     pub(crate) fn api_url(&self, segments: &[&str]) -> Url {
@@ -159,7 +193,7 @@ impl HubSpotClient {
     }
 
     pub(crate) fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        self.http.request(method, url)
+        self.http.request(method, url).timeout(self.timeout)
     }
 
     /// One call to a CRM endpoint with a portal's access token (and JSON body, query string).
@@ -190,7 +224,8 @@ impl HubSpotClient {
         request: RequestBuilder,
         secrets: &[&Secret],
     ) -> Result<Reply, HubSpotError> {
-        let mut response = request.send().await.map_err(|e| HubSpotError::transport(operation, e))?;
+        let request = request.build().map_err(|e| HubSpotError::Setup(e.without_url().to_string()))?;
+        let response = self.transport.send(request).await.map_err(|e| HubSpotError::transport(operation, e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let rate_limit = RateLimit::from_headers(&headers);
@@ -202,17 +237,10 @@ impl HubSpotClient {
         );
 
         let limit = self.max_response_bytes;
-        let too_large = || HubSpotError::ResponseTooLarge { operation: operation.to_string(), limit };
-        if response.content_length().is_some_and(|len| len > limit as u64) {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| HubSpotError::transport(operation, e))? {
-            if body.len() + chunk.len() > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_limited(response, limit).await.map_err(|err| match err {
+            ReadError::TooLarge => HubSpotError::ResponseTooLarge { operation: operation.to_string(), limit },
+            ReadError::Transport(err) => HubSpotError::transport(operation, err),
+        })?;
 
         if status.is_success() {
             Ok(Reply { status, body, rate_limit })

@@ -294,7 +294,7 @@ pub enum HubSpotError {
     Connection {
         operation: String,
         #[source]
-        source: reqwest::Error,
+        source: crate::transport::TransportError,
     },
     /// The body exceeded the client's limit; it was not read to the end.
     #[error("{operation}: HubSpot's response is larger than the {limit}-byte limit; refused")]
@@ -407,16 +407,14 @@ impl HubSpotError {
         }
     }
 
-    /// A transport failure. The URL is dropped from reqwest's error: it adds nothing the
-    /// operation does not say, and keeps query strings out of logs.
-    pub(crate) fn transport(operation: &str, err: reqwest::Error) -> HubSpotError {
+    /// A transport failure (its text never carries the URL: query strings stay out of logs).
+    pub(crate) fn transport(operation: &str, err: crate::transport::TransportError) -> HubSpotError {
+        use crate::transport::TransportError;
         let operation = operation.to_string();
-        if err.is_timeout() {
-            HubSpotError::Timeout { operation }
-        } else if err.is_builder() {
-            HubSpotError::Setup(err.without_url().to_string())
-        } else {
-            HubSpotError::Connection { operation, source: err.without_url() }
+        match err {
+            TransportError::Timeout => HubSpotError::Timeout { operation },
+            TransportError::Invalid(reason) => HubSpotError::Setup(reason),
+            source @ TransportError::Connection(_) => HubSpotError::Connection { operation, source },
         }
     }
 

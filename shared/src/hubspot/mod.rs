@@ -27,8 +27,8 @@ pub use error::{ErrorBody, ErrorClass, ErrorDetail, ErrorResponse, HubSpotError}
 pub use lists::{HubSpotList, ListProcessing, Lists, MEMBERSHIP_CHUNK, MembershipChange};
 pub use oauth::{AccessTokenInfo, TokenGrant};
 pub use objects::{
-    BATCH_LIMIT, BatchOutcome, CrmObject, ItemError, Objects, PAGE_LIMIT, Page, PropertyValues, UpdateInput,
-    UpsertInput,
+    BATCH_LIMIT, BatchOutcome, CrmObject, HISTORY_BATCH_LIMIT, ItemError, Objects, PAGE_LIMIT, Page, PropertyChange,
+    PropertyValues, UpdateInput, UpsertInput,
 };
 pub use properties::{ModificationMetadata, Properties, Property, PropertyCreate, PropertyOption};
 pub use rate_limit::RateLimit;

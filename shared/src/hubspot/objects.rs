@@ -21,6 +21,8 @@ use crate::domain::{ObjectType, Secret};
 
 /// HubSpot's cap on inputs per batch call.
 pub const BATCH_LIMIT: usize = 100;
+/// HubSpot's cap on inputs per batch read that asks for property history.
+pub const HISTORY_BATCH_LIMIT: usize = 50;
 /// HubSpot's cap on records per list page.
 pub const PAGE_LIMIT: u32 = 100;
 /// Values in one search `IN` filter, and records in one search page (HubSpot's maximum).
@@ -52,6 +54,35 @@ pub struct CrmObject {
     pub new: Option<bool>,
     #[serde(default, deserialize_with = "lenient::opt_text")]
     pub object_write_trace_id: Option<String>,
+    /// For reads that ask for it: each property's changes, newest first.
+    #[serde(default, deserialize_with = "lenient::or_default")]
+    pub properties_with_history: BTreeMap<String, Vec<PropertyChange>>,
+}
+
+/// One change in a property's history: the value set, when, and by what (`sourceType`
+/// `INTEGRATION` with the app's id as `sourceId` for an app's writes, `CRM_UI` for a person...).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyChange {
+    #[serde(default, deserialize_with = "lenient::opt_text")]
+    pub value: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_datetime")]
+    pub timestamp: Option<OffsetDateTime>,
+    #[serde(default, deserialize_with = "lenient::opt_text")]
+    pub source_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_text")]
+    pub source_id: Option<String>,
+}
+
+impl PropertyChange {
+    /// Whether the app with this id made the change.
+    pub fn by_app(&self, app_id: u64) -> bool {
+        self.source_type.as_deref() == Some("INTEGRATION") && self.source_id.as_deref() == Some(&app_id.to_string())
+    }
+
+    pub fn at_ms(&self) -> Option<i64> {
+        self.timestamp.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+    }
 }
 
 impl CrmObject {
@@ -393,6 +424,18 @@ impl<'a> Objects<'a> {
         id_property: Option<&str>,
         properties: &[&str],
     ) -> BatchOutcome<CrmObject> {
+        self.batch_read_with_history(ids, id_property, properties, &[]).await
+    }
+
+    /// [`Self::batch_read`], with the history of the `history` properties (in calls of at most
+    /// [`HISTORY_BATCH_LIMIT`] inputs when any is asked for).
+    pub async fn batch_read_with_history(
+        &self,
+        ids: &[String],
+        id_property: Option<&str>,
+        properties: &[&str],
+        history: &[&str],
+    ) -> BatchOutcome<CrmObject> {
         let op = self.op("batch read");
         let key = match id_property {
             Some(name) => Key::Property(name, ids),
@@ -400,13 +443,14 @@ impl<'a> Objects<'a> {
         };
         let body_for = |range: Range<usize>| {
             let inputs: Vec<Value> = ids[range].iter().map(|id| json!({ "id": id })).collect();
-            let mut body = json!({ "inputs": inputs, "properties": properties, "propertiesWithHistory": [] });
+            let mut body = json!({ "inputs": inputs, "properties": properties, "propertiesWithHistory": history });
             if let Some(name) = id_property {
                 body["idProperty"] = json!(name);
             }
             body
         };
-        let mut outcome = self.run_batches(&op, "read", ids.len(), body_for, &key, false).await;
+        let per_call = if history.is_empty() { BATCH_LIMIT } else { HISTORY_BATCH_LIMIT };
+        let mut outcome = self.run_batches(&op, "read", ids.len(), per_call, body_for, &key, false).await;
         // HubSpot answers 404 when none of the ids exist: that is a per-record fact.
         for item in &mut outcome.items {
             if let Err(ItemError::CallFailed(err)) = item {
@@ -428,7 +472,7 @@ impl<'a> Objects<'a> {
                 .collect();
             json!({ "inputs": inputs })
         };
-        self.run_batches(&op, "create", inputs.len(), body_for, &Key::Position, true).await
+        self.run_batches(&op, "create", inputs.len(), BATCH_LIMIT, body_for, &Key::Position, true).await
     }
 
     /// Updates records by HubSpot id, or by a unique property when `id_property` is given.
@@ -451,7 +495,7 @@ impl<'a> Objects<'a> {
                 .collect();
             json!({ "inputs": inputs })
         };
-        self.run_batches(&op, "update", inputs.len(), body_for, &key, true).await
+        self.run_batches(&op, "update", inputs.len(), BATCH_LIMIT, body_for, &key, true).await
     }
 
     /// Creates or updates records matched by `id_property` (`email`, or a property with unique
@@ -474,7 +518,7 @@ impl<'a> Objects<'a> {
                 .collect();
             json!({ "inputs": inputs })
         };
-        self.run_batches(&op, "upsert", inputs.len(), body_for, &key, true).await
+        self.run_batches(&op, "upsert", inputs.len(), BATCH_LIMIT, body_for, &key, true).await
     }
 
     /// Archives records by HubSpot id. HubSpot answers 204 with no detail, so every input of a
@@ -510,14 +554,16 @@ impl<'a> Objects<'a> {
         BatchOutcome { items, calls, rate_limit }
     }
 
-    /// Sends `n` inputs in calls of at most [`BATCH_LIMIT`] and ties every answer back to its
-    /// input. After a call fails in a way the next call would share (not `Permanent`), the
-    /// remaining inputs are not sent.
+    /// Sends `n` inputs in calls of at most `per_call` and ties every answer back to its input.
+    /// After a call fails in a way the next call would share (not `Permanent`), the remaining
+    /// inputs are not sent.
+    #[allow(clippy::too_many_arguments)]
     async fn run_batches(
         &self,
         operation: &str,
         action: &'static str,
         n: usize,
+        per_call: usize,
         body_for: impl Fn(Range<usize>) -> Value,
         key: &Key<'_>,
         traced: bool,
@@ -526,8 +572,8 @@ impl<'a> Objects<'a> {
         let mut calls = 0;
         let mut rate_limit = None;
         let mut stopped = false;
-        for start in (0..n).step_by(BATCH_LIMIT) {
-            let range = start..(start + BATCH_LIMIT).min(n);
+        for start in (0..n).step_by(per_call) {
+            let range = start..(start + per_call).min(n);
             if stopped {
                 items[range].iter_mut().for_each(|i| *i = Some(Err(ItemError::NotSent)));
                 continue;

@@ -1,13 +1,33 @@
-//! Data-in: HubSpot changes, from the inbound queue to the platform.
+//! Data-in: HubSpot changes, from the inbound and bulk queues to the platform.
 //!
-//! - [`worker`]: folds events per record, reads the records, delivers them, newest wins.
-//! - [`pull`]: scheduled pulls (enrichment, catch-up) on the bulk queue, page by page.
+//! - [`events`]: the inbound job: webhook events, folded per record, read, delivered.
+//! - [`pull`]: scheduled pulls on the bulk queue, page by page; [`plan`]: their planners.
+//! - [`deliver`]: what both share: what is news, the delivery, what the platform applied.
+//! - [`read`]: HubSpot's reads for inbound work; [`record`]: one record on its way.
 //! - [`platform`]: the signed delivery to the platform's ingest endpoint, and its answers.
 
+pub mod deliver;
+pub mod events;
+pub mod plan;
 pub mod platform;
 pub mod pull;
-pub mod worker;
+pub mod read;
+pub mod record;
 
+pub use events::InboundJob;
+pub use plan::{CATCH_UP_SPAN, PlanReport, plan_pulls};
 pub use platform::{DeliveredRecord, Delivery, PlatformClient, RecordAnswer, RecordStatus, sign, verify};
-pub use pull::{PlanReport, PullJob, PullWorker, plan_pulls, start_full_sync, start_pull};
-pub use worker::InboundWorker;
+pub use pull::{BulkJob, PullJob, StartError, start_full_sync, start_pull};
+
+/// The inbound queue's worker: the inbound job on the shared pipeline.
+pub type InboundWorker = crate::work::Pipeline<InboundJob>;
+/// The bulk queue's worker: pull jobs on the shared pipeline.
+pub type PullWorker = crate::work::Pipeline<BulkJob>;
+
+pub fn inbound_worker(deps: crate::deps::Deps) -> InboundWorker {
+    crate::work::Pipeline::new(deps.clone(), InboundJob::new(deps))
+}
+
+pub fn pull_worker(deps: crate::deps::Deps) -> PullWorker {
+    crate::work::Pipeline::new(deps.clone(), BulkJob::new(deps))
+}

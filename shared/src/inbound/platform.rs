@@ -6,12 +6,17 @@
 //! answers `{"results": [{"idempotency_key", "status": "applied" | "not_found" | "error",
 //! "message"?}]}`.
 //!
-//! Each record carries `version_ms`, HubSpot's last-modified time of the version delivered.
-//! hubsync never delivers a version older than one the platform applied, but two deliveries of
-//! one record (a webhook and a pull, say) can be on the way at once and cross: the platform
-//! applies a record only when its `version_ms` is newer than the version it holds.
+//! Each record carries `version_ms`, HubSpot's last-modified time of the version delivered, and
+//! `field_versions_ms`, the version of each field's value: for a field mapped both ways, the
+//! time the value was set in HubSpot. Newer wins, per field: the platform applies a field only
+//! when its version is newer than the one it holds for that field, its own changes included
+//! (their `changed_at`, as pushed). Two deliveries of one record (a webhook and a pull, say)
+//! can be on the way at once and cross, and a platform change may be on its way to HubSpot
+//! while a HubSpot change is on its way to the platform: per-field versions settle both the
+//! same way on either side.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -20,10 +25,11 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::domain::{ConnectionId, ObjectType, PortalId, Secret};
+use crate::transport::{Network, ReadError, Transport, read_limited};
 
 /// The platform's answer is small; a larger one is refused rather than read.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
-const TIMEOUT: Duration = Duration::from_secs(15);
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
@@ -49,6 +55,9 @@ pub struct DeliveredRecord {
     pub version_ms: i64,
     /// Platform field → value, typed as the mapping says.
     pub fields: BTreeMap<String, Value>,
+    /// Platform field → the version of its value (epoch ms): apply a field only if newer.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_versions_ms: BTreeMap<String, i64>,
     /// For `merged`: the HubSpot ids merged into `hubspot_id`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub merged_ids: Vec<String>,
@@ -88,13 +97,24 @@ pub enum DeliveryError {
 
 #[derive(Clone)]
 pub struct PlatformClient {
+    /// Builds requests; `transport` sends them.
     http: reqwest::Client,
+    transport: Arc<dyn Transport>,
 }
 
 impl PlatformClient {
     pub fn new() -> Self {
-        let http = reqwest::Client::builder().timeout(TIMEOUT).build().expect("an HTTP client with rustls");
-        PlatformClient { http }
+        let http = PlatformClient::http_client();
+        PlatformClient { http: http.clone(), transport: Network::shared(http) }
+    }
+
+    /// A client whose deliveries go through `transport` (a simulation's in-process router, say).
+    pub fn with_transport(transport: Arc<dyn Transport>) -> Self {
+        PlatformClient { http: PlatformClient::http_client(), transport }
+    }
+
+    fn http_client() -> reqwest::Client {
+        reqwest::Client::builder().timeout(DELIVERY_TIMEOUT).build().expect("an HTTP client with rustls")
     }
 
     /// Posts a delivery; returns the platform's answer by idempotency key.
@@ -107,18 +127,22 @@ impl PlatformClient {
     ) -> Result<HashMap<String, RecordAnswer>, DeliveryError> {
         let body = serde_json::to_vec(delivery).expect("a delivery serialises");
         let timestamp = now_ms.to_string();
-        let response = self
+        let request = self
             .http
             .post(ingest_url)
+            .timeout(DELIVERY_TIMEOUT)
             .header("content-type", "application/json")
             .header("x-hubsync-timestamp", &timestamp)
             .header("x-hubsync-signature", format!("v1={}", sign(signing_secret, &timestamp, &body)))
             .body(body)
-            .send()
-            .await
-            .map_err(|e| DeliveryError::Retryable(e.without_url().to_string()))?;
+            .build()
+            .map_err(|e| DeliveryError::Refused(format!("the ingest URL cannot be called: {}", e.without_url())))?;
+        let response = self.transport.send(request).await.map_err(|e| DeliveryError::Retryable(e.to_string()))?;
         let status = response.status();
-        let answer = read_limited(response).await?;
+        let answer = read_limited(response, MAX_ANSWER_BYTES).await.map_err(|err| match err {
+            ReadError::TooLarge => DeliveryError::Retryable(format!("the answer is over {MAX_ANSWER_BYTES} bytes")),
+            ReadError::Transport(err) => DeliveryError::Retryable(err.to_string()),
+        })?;
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(DeliveryError::Retryable(format!("HTTP {status}")));
         }
@@ -152,17 +176,6 @@ pub fn sign(secret: &Secret, timestamp: &str, body: &[u8]) -> String {
 pub fn verify(secret: &Secret, timestamp: &str, body: &[u8], signature: &str) -> bool {
     let expected = format!("v1={}", sign(secret, timestamp, body));
     subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.as_bytes()).into()
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, DeliveryError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| DeliveryError::Retryable(e.without_url().to_string()))? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(DeliveryError::Retryable(format!("the answer is over {MAX_ANSWER_BYTES} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]

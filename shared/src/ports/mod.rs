@@ -1,11 +1,13 @@
 //! What the domain needs from the outside world, as traits. Adapters implement them.
 
 pub mod clock;
+pub mod ids;
 pub mod queue;
 pub mod secrets;
 pub mod store;
 
 pub use clock::{Clock, SystemClock};
+pub use ids::{IdSource, RandomIds};
 pub use queue::{MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 pub use secrets::{AppSecrets, SecretSource, SecretsError};
-pub use store::{Store, StoreError};
+pub use store::{Claimed, OutboundSave, Store, StoreError};

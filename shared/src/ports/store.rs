@@ -4,9 +4,28 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use crate::domain::{
-    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, OAuthState, ObjectType, PortalId,
-    PropertySchema, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord, VersionedConfig,
+    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, InboundState, OAuthState, ObjectType,
+    OutboundState, PortalId, PropertySchema, RecordKey, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant,
+    TenantId, TokenRecord, VersionedConfig,
 };
+
+/// One record's outbound part to save with [`Store::save_outbound`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundSave {
+    pub key: RecordKey,
+    pub outbound: OutboundState,
+    /// Drop the claim too: the work on the record is over.
+    pub release: bool,
+}
+
+/// The answer for one record of [`Store::claim_records`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// The caller holds the record now; its state as read with the claim.
+    Granted(RecordSyncState),
+    /// Another worker holds it.
+    Held,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,6 +42,9 @@ pub enum StoreError {
     /// A cursor may only move forward; an older position is a stale job.
     #[error("cursor would move backwards")]
     CursorBehind,
+    /// Someone saved the item (a run) since it was read: read again, update, save again.
+    #[error("it was changed by another worker since it was read")]
+    RevisionConflict,
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
     #[error("the store is unavailable: {0}")]
@@ -36,8 +58,12 @@ pub trait Store: Send + Sync {
     // Tenants and connections.
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
-    /// Creates or replaces a connection and keeps the tenant and portal indexes in step.
+    /// Creates or replaces a connection (an install, an uninstall: the tenant's decision wins)
+    /// and keeps the tenant and portal indexes in step; its revision moves on.
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Saves a connection read earlier if its stored revision is still `connection.revision`,
+    /// moving it on; otherwise [`StoreError::RevisionConflict`] and nothing changes.
+    async fn update_connection(&self, connection: &Connection) -> Result<(), StoreError>;
     async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
     async fn list_connections(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError>;
     /// The connections that a webhook from this portal is routed to.
@@ -94,9 +120,57 @@ pub trait Store: Send + Sync {
         object: ObjectType,
         record_keys: &[String],
     ) -> Result<HashMap<String, RecordSyncState>, StoreError>;
-    /// Creates or replaces these record states, in batches.
-    async fn put_record_states(&self, states: &[RecordSyncState]) -> Result<(), StoreError>;
+    /// Claims each record for `holder` until `until`, unless another holder's claim is still
+    /// live at `now`; a claim `holder` already has is extended. Returns, in order, each
+    /// record's state as read with its claim, or that someone else holds it. The rules of
+    /// claims are in [`crate::domain::record`].
+    async fn claim_records(
+        &self,
+        keys: &[RecordKey],
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Saves records' outbound parts, each if `holder` still holds its claim at `now` (and drops
+    /// the claim when `release` says so). Answers, in order, whether each was saved: `false`
+    /// when its claim was lost (expired, or taken by another worker), and then nothing of it
+    /// changed.
+    async fn save_outbound(
+        &self,
+        saves: &[OutboundSave],
+        holder: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<bool>, StoreError>;
+    /// Drops `holder`'s claims on these records; others' claims are left alone.
+    async fn release_records(&self, keys: &[RecordKey], holder: &str) -> Result<(), StoreError>;
+    /// Saves records' inbound parts, each if its stored revision is still the `revision` it was
+    /// read with (0: never saved), moving the revision on. Answers, in order, whether each was
+    /// saved: `false` when someone saved it meanwhile (read again, merge, save again).
+    async fn save_inbound(&self, saves: &[(RecordKey, InboundState)]) -> Result<Vec<bool>, StoreError>;
+    /// Marks a pull of this connection's object and flow as running as `run_id`, unless
+    /// another run's mark is there and younger than `stale_after` (a crashed run's mark ages
+    /// out). `true` when marked; `false`: another pull is running.
+    async fn begin_pull(
+        &self,
+        id: &ConnectionId,
+        object: ObjectType,
+        flow: SyncFlow,
+        run_id: &str,
+        now: OffsetDateTime,
+        stale_after: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Clears the mark if it is still `run_id`'s.
+    async fn end_pull(
+        &self,
+        id: &ConnectionId,
+        object: ObjectType,
+        flow: SyncFlow,
+        run_id: &str,
+    ) -> Result<(), StoreError>;
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError>;
+    /// Saves a run read earlier if its stored revision is still `run.revision`, and moves the
+    /// revision on; otherwise [`StoreError::RevisionConflict`] (read again, update, save again).
+    async fn update_run(&self, run: &SyncRun) -> Result<(), StoreError>;
     async fn get_run(&self, id: &ConnectionId, run_id: &str) -> Result<Option<SyncRun>, StoreError>;
     /// Newest first.
     async fn list_runs(&self, id: &ConnectionId, limit: usize) -> Result<Vec<SyncRun>, StoreError>;

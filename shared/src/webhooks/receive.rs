@@ -63,31 +63,47 @@ pub async fn receive(deps: &Deps, request: &SignedRequest<'_>) -> Result<Receipt
     receipt.duplicates = receipt.events - fresh.len();
 
     let mut by_portal: BTreeMap<PortalId, Vec<(WebhookEvent, String)>> = BTreeMap::new();
+    let mut claimed = Vec::new();
     for (event, key) in fresh {
         if event.is_own_write() {
             receipt.echoes += 1;
+            // Nothing to queue: its claim stands, so a retry of it is a duplicate.
             continue;
         }
+        claimed.push(key.clone());
         by_portal.entry(event.portal_id).or_default().push((event, key));
     }
+    // Every event this request claimed is either queued or released: a failure on any portal
+    // releases them all, so HubSpot's retry of the request is processed in full.
+    match route(deps, by_portal, &mut receipt).await {
+        Ok(messages) if messages.is_empty() => Ok(receipt),
+        Ok(messages) => match deps.inbound.work.send(messages).await {
+            Ok(()) => Ok(receipt),
+            Err(err) => Err(release(deps, claimed, ReceiveError::Unavailable(err.to_string())).await),
+        },
+        Err(err) => Err(release(deps, claimed, err).await),
+    }
+}
+
+/// The inbound messages for the connections that take these events in, one per connection
+/// and portal; counts the events no connection wants.
+async fn route(
+    deps: &Deps,
+    by_portal: BTreeMap<PortalId, Vec<(WebhookEvent, String)>>,
+    receipt: &mut Receipt,
+) -> Result<Vec<OutgoingMessage>, ReceiveError> {
     let mut messages = Vec::new();
-    let mut claimed = Vec::new();
     for (portal, events) in by_portal {
-        let connections = deps.store.connections_for_portal(portal).await;
-        let connections = match connections {
-            Ok(connections) => connections,
-            Err(err) => return Err(release(deps, events.into_iter().map(|(_, k)| k).collect(), err.into()).await),
-        };
+        let connections = deps.store.connections_for_portal(portal).await?;
         let mut wanted = vec![false; events.len()];
         // A connection waiting to be authorised again keeps its events: the inbound worker holds
         // them until it is back, so nothing HubSpot sent in between is lost.
         let receiving = |c: &&Connection| matches!(c.status, ConnectionStatus::Active | ConnectionStatus::NeedsReauth);
         for connection in connections.iter().filter(receiving) {
-            let config = match deps.store.get_config(&connection.id).await {
-                Ok(config) => config,
-                Err(err) => return Err(release(deps, events.into_iter().map(|(_, k)| k).collect(), err.into()).await),
-            };
-            let Some(config) = config.map(|c| c.config).filter(|c| c.options.webhooks_enabled) else { continue };
+            let Some(config) = deps.store.get_config(&connection.id).await?.map(|c| c.config) else { continue };
+            if !config.options.webhooks_enabled {
+                continue;
+            }
             let mut selected = Vec::new();
             for (i, (event, _)) in events.iter().enumerate() {
                 match select_event(&config, event) {
@@ -110,14 +126,8 @@ pub async fn receive(deps: &Deps, request: &SignedRequest<'_>) -> Result<Receipt
             }
         }
         receipt.ignored += wanted.iter().filter(|w| !**w).count();
-        claimed.extend(events.into_iter().map(|(_, key)| key));
     }
-    if !messages.is_empty()
-        && let Err(err) = deps.inbound.work.send(messages).await
-    {
-        return Err(release(deps, claimed, ReceiveError::Unavailable(err.to_string())).await);
-    }
-    Ok(receipt)
+    Ok(messages)
 }
 
 /// Everything decided from the request alone, before the store is touched: the signature

@@ -183,7 +183,10 @@ fn decode_uri(uri: &str) -> String {
 mod tests {
     use super::*;
 
-    // The vectors of ../shared/reference/hubspot-api.md (HubSpot's SDK tests and recomputed ones).
+    // Body A's v1 signature is a vector of HubSpot's client libraries' tests (hubspot-api-nodejs
+    // test/unit/signature.spec.ts, hubspot-api-php tests/Unit/Utils/SignatureTest.php); the v3
+    // fixed-timestamp one is hubspot-api-python's (tests/spec/utils/test_signature.py); the rest
+    // were computed with Python's hashlib and hmac.
     const SECRET: &str = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy";
     const BODY_A: &str = r#"[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,"changeSource":"CRM","changeFlag":"NEW","appId":54321}]"#;
     const URI: &str = "https://www.example.com/webhook_uri";

@@ -8,11 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use crate::domain::PortalId;
 use crate::hubspot::RateLimit;
-use crate::ports::{Store, StoreError};
+use crate::ports::{Clock, Store, StoreError};
 
 /// HubSpot's default for public apps: 110 requests per rolling 10 seconds.
 pub const DEFAULT_LIMIT_PER_10S: u32 = 110;
@@ -23,8 +21,8 @@ const WINDOW: Duration = Duration::from_secs(10);
 /// HubSpot's search limit: 5 requests per second per portal.
 pub const SEARCH_PER_SECOND: f64 = 5.0;
 
-/// A slot further away than this is not waited for: the work is retried later instead, so a
-/// crowded budget never runs a Lambda into its timeout.
+/// A slot further away than this is not waited for: the work is handed back for later instead,
+/// so a crowded budget never keeps a Lambda waiting long (nor past its deadline).
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +36,14 @@ pub enum PaceError {
 #[derive(Clone)]
 pub struct Pacer {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     /// The limit HubSpot last reported per portal (`X-HubSpot-RateLimit-Max` per interval).
     reported: Arc<Mutex<HashMap<PortalId, (u64, Duration)>>>,
 }
 
 impl Pacer {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Pacer { store, reported: Arc::default() }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Pacer { store, clock, reported: Arc::default() }
     }
 
     /// The gap between two calls to this portal: the configured limit, or what HubSpot reported
@@ -61,24 +60,30 @@ impl Pacer {
         Duration::from_secs_f64(1.0 / (per_second * BUDGET_SHARE))
     }
 
-    /// Waits for this caller's turn to call the portal.
-    pub async fn wait_turn(&self, portal: PortalId, configured_per_10s: Option<u32>) -> Result<(), PaceError> {
-        self.take_slot(&budget_key(portal), self.interval(portal, configured_per_10s)).await
+    /// Waits for this caller's turn to call the portal, at most `patience` (and [`MAX_WAIT`]).
+    pub async fn wait_turn(
+        &self,
+        portal: PortalId,
+        configured_per_10s: Option<u32>,
+        patience: Duration,
+    ) -> Result<(), PaceError> {
+        self.take_slot(&budget_key(portal), self.interval(portal, configured_per_10s), patience).await
     }
 
     /// Waits for this caller's turn to search the portal: search has its own limit of 5
     /// requests per second per portal, shared the same way.
-    pub async fn wait_search_turn(&self, portal: PortalId) -> Result<(), PaceError> {
+    pub async fn wait_search_turn(&self, portal: PortalId, patience: Duration) -> Result<(), PaceError> {
         let interval = Duration::from_secs_f64(1.0 / (SEARCH_PER_SECOND * BUDGET_SHARE));
-        self.take_slot(&format!("search:{portal}"), interval).await
+        self.take_slot(&format!("search:{portal}"), interval, patience).await
     }
 
-    /// Reserves the budget's next slot and sleeps until it, unless it is too far away.
-    async fn take_slot(&self, key: &str, interval: Duration) -> Result<(), PaceError> {
-        let now = OffsetDateTime::now_utc();
+    /// Reserves the budget's next slot and sleeps until it, unless it is too far away. A slot
+    /// reserved and not waited for is simply unused: the budget is spent a little more slowly.
+    async fn take_slot(&self, key: &str, interval: Duration, patience: Duration) -> Result<(), PaceError> {
+        let now = self.clock.now();
         let slot = self.store.reserve_rate_slot(key, now, time_duration(interval)).await?;
         let wait = std_duration(slot - now);
-        if wait > MAX_WAIT {
+        if wait > MAX_WAIT.min(patience) {
             return Err(PaceError::Busy(wait));
         }
         if !wait.is_zero() {
@@ -103,7 +108,7 @@ impl Pacer {
 
     /// Nobody calls this portal for `pause` (after a 429, or a spent window).
     pub async fn hold(&self, portal: PortalId, pause: Duration) -> Result<(), StoreError> {
-        let until = OffsetDateTime::now_utc() + time_duration(pause);
+        let until = self.clock.now() + time_duration(pause);
         self.store.hold_rate_budget(&budget_key(portal), until).await
     }
 }
@@ -126,7 +131,7 @@ mod tests {
     use crate::adapters::MemoryStore;
 
     fn pacer() -> Pacer {
-        Pacer::new(Arc::new(MemoryStore::new()))
+        Pacer::new(Arc::new(MemoryStore::new()), Arc::new(crate::ports::SystemClock))
     }
 
     #[test]
@@ -150,7 +155,7 @@ mod tests {
         let pacer = pacer();
         let spent = RateLimit { remaining: Some(0), interval: Some(Duration::from_secs(60)), ..RateLimit::default() };
         pacer.observe(7, Some(spent)).await.unwrap();
-        assert!(matches!(pacer.wait_turn(7, None).await, Err(PaceError::Busy(wait)) if wait > MAX_WAIT));
-        pacer.wait_turn(8, None).await.unwrap();
+        assert!(matches!(pacer.wait_turn(7, None, MAX_WAIT).await, Err(PaceError::Busy(wait)) if wait > MAX_WAIT));
+        pacer.wait_turn(8, None, MAX_WAIT).await.unwrap();
     }
 }

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use crate::domain::ConnectionId;
 use crate::ports::{MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::work::outcome::Verdict;
 
 /// Deliveries of a message before a retryable failure parks it. With [`backoff`], the attempts
 /// spread over more than 15 minutes. The queue's own redrive (`maxReceiveCount`, above this)
@@ -28,33 +29,16 @@ pub fn backoff(attempt: u32) -> Duration {
 pub enum Disposition {
     /// Finished (applied, skipped with a reason, or parked): delete it.
     Done,
-    /// Not finished: make it visible again after this long.
+    /// Not finished: make it visible again after this long (an attempt is counted).
     RetryAfter(Duration),
-}
-
-/// What a worker decided for one queue message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Done,
-    Retry(String),
-    Park(String),
-}
-
-impl Verdict {
-    /// The verdict for a message whose parts ended differently: anything unfinished retries
-    /// the message (finished parts are skipped the next time), else anything refused parks it.
-    pub fn combine(self, other: Verdict) -> Verdict {
-        match (self, other) {
-            (Verdict::Retry(reason), _) | (_, Verdict::Retry(reason)) => Verdict::Retry(reason),
-            (Verdict::Park(reason), _) | (_, Verdict::Park(reason)) => Verdict::Park(reason),
-            (Verdict::Done, Verdict::Done) => Verdict::Done,
-        }
-    }
+    /// Not finished, and not a failure: send it again as a new message, due after this long,
+    /// and delete this one, so no attempt is counted.
+    Requeue(Duration),
 }
 
 /// Turns a verdict into what the queue does: a retry is backed off until its last attempt,
-/// which parks it with the reason, as does a refusal. A message that cannot be parked stays
-/// queued, so nothing is lost.
+/// which parks it with the reason, as does a refusal; a deferral is requeued. A message that
+/// cannot be parked stays queued, so nothing is lost.
 pub async fn settle(
     parked: &dyn Queue,
     message: &ReceivedMessage,
@@ -63,6 +47,10 @@ pub async fn settle(
 ) -> Disposition {
     let reason = match verdict {
         Verdict::Done => return Disposition::Done,
+        Verdict::Defer { reason, after } => {
+            tracing::info!(message = %message.message_id, %reason, "handed back for later");
+            return Disposition::Requeue(after);
+        }
         Verdict::Retry(reason) if message.receive_count < MAX_ATTEMPTS => {
             tracing::info!(message = %message.message_id, attempt = message.receive_count, %reason, "retried later");
             return Disposition::RetryAfter(backoff(message.receive_count));
@@ -137,7 +125,7 @@ pub async fn park(parked: &dyn Queue, body: &str, note: ParkNote) -> Result<(), 
     parked.send(vec![OutgoingMessage::new(message)]).await
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedriveReport {
     /// Messages sent back to the work queue.
     pub replayed: usize,

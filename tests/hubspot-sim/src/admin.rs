@@ -19,7 +19,7 @@ use crate::lists;
 use crate::objects::{self, parse_json};
 use crate::properties::validate;
 use crate::records::{Hub, Source};
-use crate::state::{DEFAULT_CLIENT_ID, IssuedTokens, ObjectType, Sim, Tokens, now_ms};
+use crate::state::{DEFAULT_CLIENT_ID, IssuedTokens, ObjectType, Sim, Tokens};
 use crate::webhooks::{Subscription, WebhookAttempt};
 
 /// Records per `POST /_sim/portals/{hubId}/objects/{objectType}/bulk`.
@@ -73,6 +73,16 @@ impl Simulator {
         self.sim.lock().webhooks.attempts().to_vec()
     }
 
+    /// HubSpot's time now, in epoch milliseconds (what it stamps changes with).
+    pub fn now_ms(&self) -> i64 {
+        self.sim.now_ms()
+    }
+
+    /// No webhook event is queued and no delivery (retries included) is under way.
+    pub fn webhooks_idle(&self) -> bool {
+        self.sim.lock().webhooks.is_idle()
+    }
+
     /// Waits until no webhook event is queued and no delivery (retries included) is under way;
     /// `false` if that did not happen within `timeout`.
     pub async fn wait_webhooks_idle(&self, timeout: Duration) -> bool {
@@ -123,7 +133,7 @@ impl Simulator {
     /// The token's next use answers 401 EXPIRED_AUTHENTICATION.
     pub fn expire_access_token(&self, access_token: &str) {
         if let Some(token) = self.sim.lock().access_tokens.get_mut(access_token) {
-            token.expires_at = token.expires_at.min(now_ms() - 1);
+            token.expires_at = token.expires_at.min(self.sim.now_ms() - 1);
         }
     }
 
@@ -133,7 +143,7 @@ impl Simulator {
         let mut state = self.sim.lock();
         state.refresh_tokens.retain(|_, token| token.hub_id != hub_id);
         for token in state.access_tokens.values_mut().filter(|token| token.hub_id == hub_id) {
-            token.expires_at = token.expires_at.min(now_ms() - 1);
+            token.expires_at = token.expires_at.min(self.sim.now_ms() - 1);
         }
     }
 
@@ -185,7 +195,7 @@ impl Simulator {
         if let Some((name, id)) = hub.unique_conflict(object_type, &values, None) {
             return Err(ApiError::conflict(format!("{name} already belongs to record {id}")));
         }
-        Ok(hub.create(object_type, &values, Source::Import, now_ms()).to_string())
+        Ok(hub.create(object_type, &values, Source::Import, self.sim.now_ms()).to_string())
     }
 
     /// Seeds many records at once, under one lock: each as [`seed`](Self::seed) would (source
@@ -235,7 +245,7 @@ impl Simulator {
             }
             all.push(values);
         }
-        let now = now_ms();
+        let now = self.sim.now_ms();
         Ok(all.into_iter().map(|values| hub.create(object_type, &values, Source::Import, now).to_string()).collect())
     }
 
@@ -281,7 +291,7 @@ impl Simulator {
         if let Some((name, other)) = hub.unique_conflict(object_type, &values, Some(record_id)) {
             return Err(ApiError::conflict(format!("{name} already belongs to record {other}")));
         }
-        hub.update(object_type, record_id, &values, source, now_ms());
+        hub.update(object_type, record_id, &values, source, self.sim.now_ms());
         Ok(hub.record(object_type, record_id).expect("updated").to_full_json(object_type))
     }
 
@@ -296,7 +306,7 @@ impl Simulator {
         let object_type = objects::object_type(object_type)?;
         self.as_user(hub_id, |hub, source| {
             let id = id.parse().map_err(|_| ApiError::bad_request(format!("bad record id {id}")))?;
-            hub.restore(object_type, id, source, now_ms()).map_err(ApiError::conflict)
+            hub.restore(object_type, id, source, self.sim.now_ms()).map_err(ApiError::conflict)
         })
     }
 
@@ -313,7 +323,9 @@ impl Simulator {
         self.as_user(hub_id, |hub, source| {
             let parse = |id: &str| id.parse().map_err(|_| ApiError::bad_request(format!("bad record id {id}")));
             let (primary_id, merged_id) = (parse(primary_id)?, parse(merged_id)?);
-            hub.merge(object_type, primary_id, merged_id, source, now_ms()).map(|_| ()).map_err(ApiError::bad_request)
+            hub.merge(object_type, primary_id, merged_id, source, self.sim.now_ms())
+                .map(|_| ())
+                .map_err(ApiError::bad_request)
         })
     }
 
@@ -343,9 +355,9 @@ impl Simulator {
         self.as_user(hub_id, |hub, source| {
             let (from_id, to_id) = associations::check(hub, from_type, from_id, to_type, to_id)?;
             if remove {
-                hub.dissociate(from_type, from_id, to_type, to_id, source, now_ms());
+                hub.dissociate(from_type, from_id, to_type, to_id, source, self.sim.now_ms());
             } else {
-                hub.associate(from_type, from_id, to_type, to_id, source, now_ms());
+                hub.associate(from_type, from_id, to_type, to_id, source, self.sim.now_ms());
             }
             Ok(())
         })
@@ -394,7 +406,7 @@ impl Simulator {
         let processing = lists::processing(processing_type)?;
         let mut state = self.sim.lock();
         let portal = state.portals.get_mut(&hub_id).ok_or_else(|| unknown_portal(hub_id))?;
-        Ok(portal.lists.create(name, object_type, processing, None, now_ms())?.id.to_string())
+        Ok(portal.lists.create(name, object_type, processing, None, self.sim.now_ms())?.id.to_string())
     }
 
     /// The record ids in a list, in id order; empty for an unknown list.

@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::errors::ApiError;
 use crate::objects::{batch_response, object_type, parse_json, source, text};
 use crate::records::Hub;
-use crate::state::{ObjectType, Sim, now_ms};
+use crate::state::{ObjectType, Sim};
 
 /// Inputs per associations batch read (HubSpot's v4 limit).
 pub const ASSOCIATION_BATCH_LIMIT: usize = 1000;
@@ -93,7 +93,7 @@ pub async fn batch_read(
     let (from_type, to_type) = (object_type(&from)?, object_type(&to)?);
     caller.require(&[from_type.read_scope()])?;
     let type_id = type_id(from_type, to_type)?;
-    let started = now_ms();
+    let started = sim.now_ms();
     let body = parse_json(&body)?;
     let Some(Value::Array(inputs)) = body.get("inputs") else {
         return Err(ApiError::bad_request("Invalid input JSON: inputs must be an array"));
@@ -136,11 +136,11 @@ pub async fn create_default(
 ) -> Result<Response, ApiError> {
     let (from_type, to_type) = (object_type(&from)?, object_type(&to)?);
     caller.require(&[from_type.write_scope()])?;
-    let started = now_ms();
+    let started = sim.now_ms();
     let mut state = sim.lock();
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
     let (from_id, to_id) = check(hub, from_type, &from_id, to_type, &to_id)?;
-    hub.associate(from_type, from_id, to_type, to_id, source(&caller), now_ms());
+    hub.associate(from_type, from_id, to_type, to_id, source(&caller), sim.now_ms());
     let spec = |from: u64, to: u64, type_id: Option<u32>| {
         json!({
             "from": { "id": from.to_string() },
@@ -168,7 +168,7 @@ pub async fn remove(
     if let (Ok(from_id), Ok(to_id)) = (from_id.trim().parse(), to_id.trim().parse()) {
         let mut state = sim.lock();
         let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
-        hub.dissociate(from_type, from_id, to_type, to_id, source(&caller), now_ms());
+        hub.dissociate(from_type, from_id, to_type, to_id, source(&caller), sim.now_ms());
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

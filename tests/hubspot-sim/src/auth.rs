@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::errors::ApiError;
 use crate::ratelimit;
-use crate::state::{Sim, now_ms};
+use crate::state::Sim;
 
 /// Who is calling, put in the request's extensions for the handlers.
 #[derive(Debug, Clone)]
@@ -41,8 +41,8 @@ pub async fn crm_auth(State(sim): State<Sim>, mut request: Request, next: Next) 
         let mut state = sim.lock();
         let caller = match token.as_deref().and_then(|t| state.access_tokens.get(t)) {
             None => Err(ApiError::unauthenticated()),
-            Some(token) if token.expires_at <= now_ms() => {
-                Err(ApiError::expired((now_ms() - token.expires_at) / 1000, token.expires_at))
+            Some(token) if token.expires_at <= sim.now_ms() => {
+                Err(ApiError::expired((sim.now_ms() - token.expires_at) / 1000, token.expires_at))
             }
             Some(token) if !state.portals.contains_key(&token.hub_id) => Err(ApiError::unauthenticated()),
             Some(token) => Ok(Caller {

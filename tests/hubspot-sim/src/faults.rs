@@ -49,9 +49,11 @@ impl Fault {
 
 /// Picks the first matching fault that fires, counting it down.
 fn fire(sim: &Sim, path: &str) -> Option<FaultKind> {
+    use rand::Rng;
     let mut state = sim.lock();
-    let index =
-        state.faults.iter().position(|f| f.matches(path) && (f.rate >= 1.0 || rand::random::<f64>() < f.rate))?;
+    let state = &mut *state;
+    let rng = &mut state.rng;
+    let index = state.faults.iter().position(|f| f.matches(path) && (f.rate >= 1.0 || rng.random::<f64>() < f.rate))?;
     let fault = &mut state.faults[index];
     let kind = fault.kind.clone();
     if let Some(remaining) = fault.remaining.as_mut() {
@@ -85,9 +87,25 @@ pub async fn inject(State(sim): State<Sim>, request: Request, next: Next) -> Res
             ApiError::new(status, "INTERNAL_ERROR", message).into_response()
         }
         Some(FaultKind::DropConnection) => {
-            // Unwinding the connection's task drops its socket, so the client sees the
-            // connection close with no answer. `resume_unwind` skips the panic hook: no noise.
-            std::panic::resume_unwind(Box::new("hubspot-sim: dropped connection"))
+            let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            response.extensions_mut().insert(DroppedConnection);
+            response
         }
     }
+}
+
+/// Marks a response that must never reach the client: the connection closes instead. Served
+/// over TCP, [`hang_up`] does that; an in-process caller turns it into a connection error.
+#[derive(Debug, Clone, Copy)]
+pub struct DroppedConnection;
+
+/// Closes the connection of a response marked [`DroppedConnection`], without an answer.
+pub async fn hang_up(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.extensions().get::<DroppedConnection>().is_some() {
+        // Unwinding the connection's task drops its socket, so the client sees the connection
+        // close with no answer. `resume_unwind` skips the panic hook: no noise.
+        std::panic::resume_unwind(Box::new("hubspot-sim: dropped connection"))
+    }
+    response
 }

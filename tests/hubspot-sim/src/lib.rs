@@ -34,6 +34,7 @@ mod state;
 mod webhooks;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -45,14 +46,17 @@ use tokio::task::JoinHandle;
 
 pub use admin::{SEED_MANY_LIMIT, Simulator};
 pub use associations::ASSOCIATION_BATCH_LIMIT;
-pub use faults::{Fault, FaultKind};
+pub use faults::{DroppedConnection, Fault, FaultKind};
 pub use lists::{MEMBERSHIP_IDS_LIMIT, MEMBERSHIP_PAGE_MAX};
 pub use objects::BATCH_LIMIT;
 pub use state::{
     ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PORTAL, IssuedTokens, OmittedOnUpsert, SimConfig,
     Tokens,
 };
-pub use webhooks::{Subscription, WEBHOOK_BATCH_MAX, WebhookAttempt, signature_v1, signature_v3};
+pub use webhooks::{
+    HttpSender, Subscription, WEBHOOK_BATCH_MAX, WebhookAttempt, WebhookRequest, WebhookSender, signature_v1,
+    signature_v3,
+};
 
 use state::{Shared, Sim};
 
@@ -67,8 +71,9 @@ pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Ru
     let addr = listener.local_addr()?;
     let simulator = Simulator { sim: Shared::new(config) };
     let (stop_webhooks, webhooks_stopped) = oneshot::channel::<()>();
-    let webhooks = tokio::spawn(webhooks::run(simulator.sim.clone(), webhooks_stopped));
-    let app = simulator.router();
+    let sender = Arc::new(HttpSender::new().map_err(std::io::Error::other)?);
+    let webhooks = tokio::spawn(webhooks::run(simulator.sim.clone(), webhooks_stopped, sender));
+    let app = simulator.router().layer(axum::middleware::from_fn(faults::hang_up));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         // Dropping the RunningSimulator drops `stop`, which also ends the server.
@@ -80,6 +85,37 @@ pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Ru
         }
     });
     Ok(RunningSimulator { simulator, addr, stop, task, stop_webhooks, webhooks })
+}
+
+/// Starts a simulator that serves no port: callers hand its [`Simulator::router`] their
+/// requests in-process, and its webhooks go to `sender`. What a simulation with a paused clock
+/// needs, since nothing then waits on a socket.
+pub fn start_in_process(config: SimConfig, sender: Arc<dyn WebhookSender>) -> InProcessSimulator {
+    let simulator = Simulator { sim: Shared::new(config) };
+    let (stop_webhooks, webhooks_stopped) = oneshot::channel::<()>();
+    let webhooks = tokio::spawn(webhooks::run(simulator.sim.clone(), webhooks_stopped, sender));
+    InProcessSimulator { simulator, _stop_webhooks: stop_webhooks, webhooks }
+}
+
+/// A simulator without a port (see [`start_in_process`]); dropping it stops its webhook sender.
+pub struct InProcessSimulator {
+    simulator: Simulator,
+    _stop_webhooks: oneshot::Sender<()>,
+    webhooks: JoinHandle<()>,
+}
+
+impl Drop for InProcessSimulator {
+    fn drop(&mut self) {
+        self.webhooks.abort();
+    }
+}
+
+impl std::ops::Deref for InProcessSimulator {
+    type Target = Simulator;
+
+    fn deref(&self) -> &Simulator {
+        &self.simulator
+    }
 }
 
 /// A simulator serving on a local port. Its control methods come from [`Simulator`]

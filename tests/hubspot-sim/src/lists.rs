@@ -16,7 +16,7 @@ use crate::auth::Caller;
 use crate::errors::ApiError;
 use crate::objects::parse_json;
 use crate::records::Hub;
-use crate::state::{ObjectType, Sim, iso, now_ms};
+use crate::state::{ObjectType, Sim, iso};
 
 /// Record ids one membership call may carry. HubSpot documents no cap; a body this large is a
 /// client bug, not a workload.
@@ -289,7 +289,7 @@ pub async fn create(
     };
     let mut state = sim.lock();
     let portal = state.portals.get_mut(&caller.hub_id).expect("caller's portal");
-    let list = portal.lists.create(&name, object_type, processing, filter_branch, now_ms())?;
+    let list = portal.lists.create(&name, object_type, processing, filter_branch, sim.now_ms())?;
     Ok(axum::Json(json!({ "list": list.to_json() })).into_response())
 }
 
@@ -306,7 +306,7 @@ pub async fn get(
 
 /// Applies one membership call to a manual or snapshot list.
 fn change(sim: &Sim, caller: &Caller, list_id: &str, add: &[String], remove: &[String]) -> Result<Response, ApiError> {
-    let now = now_ms();
+    let now = sim.now_ms();
     let mut state = sim.lock();
     let portal = state.portals.get_mut(&caller.hub_id).expect("caller's portal");
     let list = portal.lists.get_mut(list_id).ok_or_else(|| list_not_found(list_id))?;

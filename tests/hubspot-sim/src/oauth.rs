@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::errors::ApiError;
-use crate::state::{AuthCode, Portal, Sim, State as SimState, now_ms};
+use crate::state::{AuthCode, Portal, Sim, State as SimState};
 
 /// Form or query parameters by name (the v1 token endpoint also reads some from the query).
 struct Params(Vec<(String, String)>);
@@ -120,7 +120,7 @@ fn authorize_on(sim: &Sim, pinned: Option<u64>, params: &Params) -> Response {
             redirect_uri: redirect_uri.to_string(),
             hub_id,
             scopes: granted,
-            expires_at: now_ms() + sim.config.auth_code_ttl.as_millis() as i64,
+            expires_at: sim.now_ms() + sim.config.auth_code_ttl.as_millis() as i64,
         },
     );
     redirect(redirect_uri, &[("code", Some(&code)), ("state", state_param)])
@@ -167,7 +167,7 @@ pub async fn token(
         let bad_code = || ApiError::oauth("BAD_AUTH_CODE", "missing or unknown auth code", "invalid_grant");
         let code_value = params.get("code").ok_or_else(bad_code)?;
         let code = state.codes.get(code_value).filter(|c| c.client_id == client_id).ok_or_else(bad_code)?;
-        if code.expires_at <= now_ms() {
+        if code.expires_at <= sim.now_ms() {
             state.codes.remove(code_value);
             return Err(ApiError::oauth("EXPIRED_AUTH_CODE", "auth code is expired", "invalid_grant"));
         }
@@ -215,7 +215,7 @@ fn user_of(state: &SimState, hub_id: u64) -> Option<String> {
 /// The access token's metadata, or `None` if it is unknown or expired.
 fn access_info(state: &SimState, token: &str) -> Option<Value> {
     let info = state.access_tokens.get(token)?;
-    let expires_in = (info.expires_at - now_ms()) / 1000;
+    let expires_in = (info.expires_at - state.clock.now_ms()) / 1000;
     if expires_in <= 0 {
         return None;
     }

@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::errors::ApiError;
 use crate::properties::validate;
 use crate::records::{Hub, Selection, Source};
-use crate::state::{ObjectType, OmittedOnUpsert, Sim, iso, now_ms};
+use crate::state::{ObjectType, OmittedOnUpsert, Sim, iso};
 
 /// HubSpot's limit on inputs per batch call.
 pub const BATCH_LIMIT: usize = 100;
@@ -188,7 +188,7 @@ pub async fn create(
     let mut state = sim.lock();
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
     let values = check_write(hub, object_type, &properties, None)?;
-    let id = hub.create(object_type, &values, source(&caller), now_ms());
+    let id = hub.create(object_type, &values, source(&caller), sim.now_ms());
     let record = hub.record(object_type, id).expect("just created");
     Ok((StatusCode::CREATED, axum::Json(record.to_json(object_type, Selection::All, &[]))).into_response())
 }
@@ -209,7 +209,7 @@ pub async fn update(
     let record_id =
         hub.find(object_type, params.get("idProperty"), &id).map(|r| r.id).ok_or_else(|| record_not_found(&id))?;
     let values = check_write(hub, object_type, &properties, Some(record_id))?;
-    hub.update(object_type, record_id, &values, source(&caller), now_ms());
+    hub.update(object_type, record_id, &values, source(&caller), sim.now_ms());
     let record = hub.record(object_type, record_id).expect("just updated");
     Ok(axum::Json(record.to_json(object_type, Selection::All, &[])).into_response())
 }
@@ -224,7 +224,7 @@ pub async fn archive(
     let mut state = sim.lock();
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
     if let Ok(id) = id.parse() {
-        hub.archive(object_type, id, source(&caller), now_ms());
+        hub.archive(object_type, id, source(&caller), sim.now_ms());
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -273,7 +273,7 @@ pub fn batch_response(success: StatusCode, results: Vec<Value>, errors: Vec<Valu
         "results": results,
         "requestedAt": iso(started),
         "startedAt": iso(started),
-        "completedAt": iso(now_ms()),
+        "completedAt": iso(started),
     });
     let status = if errors.is_empty() {
         success
@@ -324,7 +324,7 @@ pub async fn batch_read(
 ) -> Result<Response, ApiError> {
     let object_type = object_type(&object)?;
     caller.require(&[object_type.read_scope()])?;
-    let started = now_ms();
+    let started = sim.now_ms();
     let batch = batch(&body)?;
     if !batch.history.is_empty() && batch.inputs.len() > HISTORY_BATCH_LIMIT {
         return Err(ApiError::bad_request(format!(
@@ -375,14 +375,14 @@ pub async fn batch_create(
 ) -> Result<Response, ApiError> {
     let object_type = object_type(&object)?;
     caller.require(&[object_type.write_scope()])?;
-    let started = now_ms();
+    let started = sim.now_ms();
     let batch = batch(&body)?;
     let traces: Vec<Option<String>> = batch.inputs.iter().map(|i| text(i.get("objectWriteTraceId"))).collect();
     let mut properties = Vec::with_capacity(batch.inputs.len());
     for input in &batch.inputs {
         properties.push(properties_of(input)?);
     }
-    let now = now_ms();
+    let now = sim.now_ms();
     let mut state = sim.lock();
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
 
@@ -438,11 +438,11 @@ pub async fn batch_update(
 ) -> Result<Response, ApiError> {
     let object_type = object_type(&object)?;
     caller.require(&[object_type.write_scope()])?;
-    let started = now_ms();
+    let started = sim.now_ms();
     let batch = batch(&body)?;
     let keys: Vec<Option<String>> = batch.inputs.iter().map(|i| text(i.get("id"))).collect();
     reject_duplicates(&keys)?;
-    let now = now_ms();
+    let now = sim.now_ms();
     let mut state = sim.lock();
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
     let mut results = Vec::new();
@@ -480,9 +480,9 @@ pub async fn batch_upsert(
 ) -> Result<Response, ApiError> {
     let object_type = object_type(&object)?;
     caller.require(&[object_type.write_scope()])?;
-    let started = now_ms();
+    let started = sim.now_ms();
     let batch = batch(&body)?;
-    let now = now_ms();
+    let now = sim.now_ms();
     let omitted = sim.config.email_upsert_omitted;
     let mut state = sim.lock();
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
@@ -568,7 +568,7 @@ pub async fn batch_archive(
     let object_type = object_type(&object)?;
     caller.require(&[object_type.write_scope()])?;
     let batch = batch(&body)?;
-    let now = now_ms();
+    let now = sim.now_ms();
     let mut state = sim.lock();
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
     for input in &batch.inputs {

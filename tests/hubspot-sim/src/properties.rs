@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::auth::Caller;
 use crate::errors::ApiError;
 use crate::objects::{object_type, parse_json};
-use crate::state::{ObjectType, Sim, iso, now_ms};
+use crate::state::{ObjectType, Sim, iso};
 
 const TYPES: &[&str] = &["bool", "date", "datetime", "enumeration", "number", "phone_number", "string"];
 const FIELD_TYPES: &[&str] = &[
@@ -512,7 +512,7 @@ pub async fn create(
     if hub.property(object_type, &name).is_some() {
         return Err(ApiError::conflict(format!("A property named '{name}' already exists.")));
     }
-    let now = now_ms();
+    let now = sim.now_ms();
     let property = PropertyDef {
         name,
         label,
@@ -583,7 +583,7 @@ pub async fn update(
         changed.form_field = form_field;
     }
     check_types(&changed.property_type, &changed.field_type, &changed.options)?;
-    changed.updated_at = now_ms();
+    changed.updated_at = sim.now_ms();
     *property = changed;
     Ok(axum::Json(property.to_json()).into_response())
 }
@@ -602,7 +602,7 @@ pub async fn archive(
             return Err(ApiError::bad_request(format!("{name} is a HubSpot-defined property and cannot be archived")));
         }
         property.archived = true;
-        property.updated_at = now_ms();
+        property.updated_at = sim.now_ms();
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

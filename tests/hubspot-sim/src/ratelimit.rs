@@ -3,7 +3,9 @@
 //! headers. Search is exempt from it and has its own: 5 requests per second per portal,
 //! without headers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::http::{HeaderMap, HeaderValue};
 

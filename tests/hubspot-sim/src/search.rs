@@ -11,7 +11,7 @@
 
 use std::cmp::Ordering;
 use std::ops::Bound;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::Extension;
 use axum::body::Bytes;

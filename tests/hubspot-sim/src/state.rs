@@ -5,11 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use time::OffsetDateTime;
 use time::macros::format_description;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::faults::Fault;
 use crate::lists::Lists;
@@ -76,6 +79,11 @@ pub struct SimConfig {
     pub search_index_delay: Duration,
     /// Searches per second per portal (HubSpot: 5). Raise it to test search itself quickly.
     pub search_rate_limit_per_second: u32,
+    /// The simulator's time at start, in epoch ms; `None`: the wall clock's. Its time then moves
+    /// with tokio's clock, so a test runtime with paused time moves HubSpot's time too.
+    pub start_ms: Option<i64>,
+    /// Seeds the random choices (which requests an injected fault hits); `None`: from entropy.
+    pub seed: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -91,7 +99,27 @@ impl Default for SimConfig {
             webhook_retry_delays: (0..10).map(|n| Duration::from_millis((100 << n).min(1000))).collect(),
             search_index_delay: Duration::ZERO,
             search_rate_limit_per_second: crate::ratelimit::SEARCH_PER_SECOND,
+            start_ms: None,
+            seed: None,
         }
+    }
+}
+
+/// The simulator's clock: epoch milliseconds that move with tokio's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SimClock {
+    start_ms: i64,
+    start: Instant,
+}
+
+impl SimClock {
+    pub fn starting_at(start_ms: Option<i64>) -> SimClock {
+        let wall = || SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
+        SimClock { start_ms: start_ms.unwrap_or_else(wall), start: Instant::now() }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.start_ms + self.start.elapsed().as_millis() as i64
     }
 }
 
@@ -223,10 +251,6 @@ impl ObjectType {
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
-
 /// ISO-8601 with milliseconds, as HubSpot writes `createdAt`/`updatedAt`.
 pub fn iso(ms: i64) -> String {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
@@ -307,10 +331,13 @@ pub struct State {
     next_app_id: u64,
     /// `SimConfig::search_index_delay`, for the portals added later.
     search_index_delay: Duration,
+    pub clock: SimClock,
+    /// Every random choice, so that one seed replays the same faults.
+    pub rng: StdRng,
 }
 
 impl State {
-    fn new(search_index_delay: Duration) -> State {
+    fn new(config: &SimConfig) -> State {
         let mut state = State {
             apps: BTreeMap::new(),
             portals: BTreeMap::new(),
@@ -327,7 +354,9 @@ impl State {
             webhooks: Webhooks::default(),
             // The default app gets 54321, the app id of HubSpot's documentation examples.
             next_app_id: 54_320,
-            search_index_delay,
+            search_index_delay: config.search_index_delay,
+            clock: SimClock::starting_at(config.start_ms),
+            rng: config.seed.map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64),
         };
         state.add_app(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET);
         state.add_portal(DEFAULT_PORTAL, ALL_SCOPES.iter().map(|s| s.to_string()));
@@ -400,7 +429,7 @@ impl State {
     ) -> (String, u64) {
         // Real access tokens are long opaque strings of varying length.
         let token = format!("CKsim{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        let expires_at = now_ms() + ttl.as_millis() as i64;
+        let expires_at = self.clock.now_ms() + ttl.as_millis() as i64;
         self.installs.insert((client_id.to_string(), hub_id));
         self.issued_tokens.access.push(token.clone());
         self.access_tokens.insert(
@@ -434,6 +463,8 @@ impl State {
 /// The shared simulator: its configuration and its state.
 pub struct Shared {
     pub config: SimConfig,
+    /// The same clock as the state's, readable without the lock.
+    pub clock: SimClock,
     state: Mutex<State>,
     /// Wakes the webhook sender: events were queued or a delivery finished.
     pub webhook_wake: Notify,
@@ -445,12 +476,19 @@ pub type Sim = Arc<Shared>;
 
 impl Shared {
     pub fn new(config: SimConfig) -> Sim {
+        let state = State::new(&config);
         Arc::new(Shared {
-            state: Mutex::new(State::new(config.search_index_delay)),
+            clock: state.clock,
+            state: Mutex::new(state),
             config,
             webhook_wake: Notify::new(),
             webhook_settled: Notify::new(),
         })
+    }
+
+    /// HubSpot's time now, in epoch milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// A panicking handler must not take the whole simulator down with a poisoned lock.

@@ -7,7 +7,12 @@
 //! batches one after the other.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -18,7 +23,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::records::{Change, ChangeKind};
-use crate::state::{App, ObjectType, Sim, now_ms};
+use crate::state::{App, ObjectType, Sim};
 
 /// HubSpot puts at most this many events in one POST.
 pub const WEBHOOK_BATCH_MAX: usize = 100;
@@ -350,20 +355,52 @@ fn event(event_id: u64, subscription: &Subscribed, hub_id: u64, app_id: u64, cha
     event
 }
 
+/// One webhook POST, as HubSpot sends it.
+#[derive(Debug, Clone)]
+pub struct WebhookRequest {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Where webhook POSTs go: over HTTP ([`HttpSender`]), or straight to an in-process receiver in
+/// a simulation. The answer is the HTTP status, or why there was none.
+pub trait WebhookSender: Send + Sync + 'static {
+    fn post(&self, request: WebhookRequest) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send + '_>>;
+}
+
+/// Sends webhooks over HTTP.
+pub struct HttpSender(reqwest::Client);
+
+impl HttpSender {
+    pub fn new() -> Result<HttpSender, String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("no HTTP client for webhooks: {e}"))?;
+        Ok(HttpSender(client))
+    }
+}
+
+impl WebhookSender for HttpSender {
+    fn post(&self, request: WebhookRequest) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send + '_>> {
+        Box::pin(async move {
+            let mut post = self.0.post(&request.url);
+            for (name, value) in &request.headers {
+                post = post.header(name, value);
+            }
+            match post.body(request.body).send().await {
+                Ok(response) => Ok(response.status().as_u16()),
+                Err(err) if err.is_connect() => Err(format!("connection failed: {err}")),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+}
+
 /// The background sender: starts the deliveries of due queues until `stop` fires or its
 /// sender is dropped. Deliveries still running then are cancelled.
-pub async fn run(sim: Sim, mut stop: oneshot::Receiver<()>) {
-    let client = match reqwest::Client::builder()
-        .timeout(sim.config.webhook_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(client) => client,
-        Err(err) => {
-            tracing::error!(error = %err, "hubspot-sim: no HTTP client for webhooks");
-            return;
-        }
-    };
+pub async fn run(sim: Sim, mut stop: oneshot::Receiver<()>, sender: Arc<dyn WebhookSender>) {
     let mut deliveries = JoinSet::new();
     loop {
         let (batches, next_due) = {
@@ -372,18 +409,20 @@ pub async fn run(sim: Sim, mut stop: oneshot::Receiver<()>) {
             state.webhooks.take_due(Instant::now(), sim.config.webhook_flush_delay, &state.apps)
         };
         for batch in batches {
-            deliveries.spawn(deliver(sim.clone(), client.clone(), batch));
+            deliveries.spawn(deliver(sim.clone(), sender.clone(), batch));
         }
         let due = async {
             match next_due {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
+                Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
+        // Biased: the same wake-ups are handled in the same order every run (simulations replay).
         tokio::select! {
+            biased;
             _ = &mut stop => break,
-            _ = sim.webhook_wake.notified() => {}
             Some(_) = deliveries.join_next() => {}
+            _ = sim.webhook_wake.notified() => {}
             _ = due => {}
         }
     }
@@ -391,7 +430,7 @@ pub async fn run(sim: Sim, mut stop: oneshot::Receiver<()>) {
 
 /// POSTs one batch, retrying as HubSpot does: after a connection failure, a timeout or any
 /// status outside 2xx, with every event's `attemptNumber` one higher each time.
-async fn deliver(sim: Sim, client: reqwest::Client, batch: Batch) {
+async fn deliver(sim: Sim, sender: Arc<dyn WebhookSender>, batch: Batch) {
     let delays = &sim.config.webhook_retry_delays;
     for attempt in 0..=delays.len() {
         if attempt > 0 {
@@ -407,20 +446,23 @@ async fn deliver(sim: Sim, client: reqwest::Client, batch: Batch) {
             })
             .collect();
         let body = serde_json::to_vec(&events).expect("events are JSON");
-        let timestamp = now_ms();
-        let sent = client
-            .post(&batch.url)
-            .header("Content-Type", "application/json")
-            .header("X-HubSpot-Request-Timestamp", timestamp.to_string())
-            .header("X-HubSpot-Signature-v3", signature_v3(&batch.client_secret, "POST", &batch.url, &body, timestamp))
-            .header("X-HubSpot-Signature", signature_v1(&batch.client_secret, &body))
-            .header("X-HubSpot-Signature-Version", "v1")
-            .body(body)
-            .send()
-            .await;
-        let (status, error) = match sent {
-            Ok(response) => (Some(response.status().as_u16()), None),
-            Err(err) => (None, Some(describe(&err, sim.config.webhook_timeout))),
+        let timestamp = sim.now_ms();
+        let headers = vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("X-HubSpot-Request-Timestamp".to_string(), timestamp.to_string()),
+            (
+                "X-HubSpot-Signature-v3".to_string(),
+                signature_v3(&batch.client_secret, "POST", &batch.url, &body, timestamp),
+            ),
+            ("X-HubSpot-Signature".to_string(), signature_v1(&batch.client_secret, &body)),
+            ("X-HubSpot-Signature-Version".to_string(), "v1".to_string()),
+        ];
+        let request = WebhookRequest { url: batch.url.clone(), headers, body };
+        let timeout = sim.config.webhook_timeout;
+        let (status, error) = match tokio::time::timeout(timeout, sender.post(request)).await {
+            Ok(Ok(status)) => (Some(status), None),
+            Ok(Err(error)) => (None, Some(error)),
+            Err(_) => (None, Some(format!("timed out after {} ms", timeout.as_millis()))),
         };
         let delivered = status.is_some_and(|s| (200..300).contains(&s));
         tracing::debug!(url = %batch.url, attempt, ?status, ?error, events = events.len(), "hubspot-sim webhook");
@@ -441,16 +483,6 @@ async fn deliver(sim: Sim, client: reqwest::Client, batch: Batch) {
     sim.lock().webhooks.finish(&batch.key);
     sim.webhook_wake.notify_one();
     sim.webhook_settled.notify_waiters();
-}
-
-fn describe(error: &reqwest::Error, timeout: Duration) -> String {
-    if error.is_timeout() {
-        format!("timed out after {} ms", timeout.as_millis())
-    } else if error.is_connect() {
-        format!("connection failed: {error}")
-    } else {
-        error.to_string()
-    }
 }
 
 /// `X-HubSpot-Signature` for `X-HubSpot-Signature-Version: v1`: hex SHA-256 of the client
@@ -513,7 +545,10 @@ fn decode_uri(uri: &str) -> String {
 mod tests {
     use super::*;
 
-    // Rows of the reference's test vectors (shared/reference/hubspot-api.md, "Webhooks").
+    // Test vectors. Row A (v1) is in HubSpot's client libraries' tests: hubspot-api-nodejs
+    // test/unit/signature.spec.ts and hubspot-api-php tests/Unit/Utils/SignatureTest.php; row F
+    // (v3, fixed timestamp) in hubspot-api-python tests/spec/utils/test_signature.py; rows G
+    // and H (v3 over row A's body, H with an escaped URI) were computed with Python's hmac.
     const SECRET: &str = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy";
     const ROW_A_BODY: &str = r#"[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,"changeSource":"CRM","changeFlag":"NEW","appId":54321}]"#;
     const URI: &str = "https://www.example.com/webhook_uri";

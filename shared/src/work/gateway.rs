@@ -1,5 +1,6 @@
-//! HubSpot calls made by queue workers: paced to the portal's shared budget, with the
-//! connection's token (renewed once on a 401), and 429s holding the budget for everyone.
+//! The one way workers call HubSpot: paced to the portal's shared budget, with the connection's
+//! token (renewed once on a 401), 429s holding the budget for everyone, and never started when
+//! the invocation could not wait for the answer.
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,8 +8,10 @@ use std::time::Duration;
 use crate::connect::calls::{CallError, with_token};
 use crate::connect::tokens::TokenError;
 use crate::deps::Deps;
-use crate::domain::{Connection, Secret};
+use crate::domain::{Connection, ObjectType, Secret};
 use crate::hubspot::{BatchOutcome, CrmObject, ErrorClass, HubSpotError, ItemError};
+use crate::work::deadline::{Deadline, OUT_OF_TIME};
+use crate::work::outcome::Outcome;
 use crate::work::pacer::{PaceError, Pacer};
 
 pub const NEEDS_REAUTH: &str = "the connection needs re-authorisation: reinstall the HubSpot app, then redrive";
@@ -16,11 +19,16 @@ pub const NEEDS_REAUTH: &str = "the connection needs re-authorisation: reinstall
 /// Tries of one search when HubSpot answers 429, and search's rate-limit window.
 const SEARCH_ATTEMPTS: u32 = 3;
 const SEARCH_WINDOW: Duration = Duration::from_secs(1);
+/// What one HubSpot call may take, answer included (the client's timeout, and a margin): no call
+/// starts with less than this left before the deadline.
+pub const CALL_BUDGET: Duration = Duration::from_secs(35);
 
-/// The connection a worker calls HubSpot through, with its share of the portal's rate budget.
+/// The connection a worker calls HubSpot through, with its share of the portal's rate budget
+/// and the time it has.
 pub struct Target {
     pub connection: Connection,
     pub limit_per_10s: Option<u32>,
+    pub deadline: Deadline,
 }
 
 /// Why a HubSpot call did not happen or did not succeed as a whole.
@@ -30,38 +38,62 @@ pub enum CallFailed {
     Pace(#[from] PaceError),
     #[error(transparent)]
     Call(#[from] CallError),
-}
-
-/// What to do about a failed call: try again later, or give up with the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    Retry(String),
-    Permanent(String),
+    #[error("{OUT_OF_TIME}")]
+    OutOfTime,
 }
 
 impl CallFailed {
-    pub fn failure(&self) -> Failure {
+    /// What becomes of the work the call was for.
+    pub fn outcome(&self) -> Outcome {
         match self {
             CallFailed::Call(CallError::Token(TokenError::NeedsReauth(_) | TokenError::NotConnected(_))) => {
-                Failure::Retry(NEEDS_REAUTH.into())
+                Outcome::Retry(NEEDS_REAUTH.into())
             }
             CallFailed::Call(CallError::HubSpot(err)) if err.class() == ErrorClass::Permanent => {
-                Failure::Permanent(err.to_string())
+                Outcome::Failed(err.to_string())
             }
-            other => Failure::Retry(other.to_string()),
+            CallFailed::Pace(PaceError::Busy(wait)) => Outcome::deferred(self.to_string(), *wait),
+            CallFailed::OutOfTime => crate::work::deadline::out_of_time(),
+            other => Outcome::Retry(other.to_string()),
+        }
+    }
+
+    /// Whether HubSpot may have acted on the request: it was sent, and no answer says it was
+    /// refused as a whole. A write that may have landed is not known to have failed.
+    pub fn may_have_landed(&self) -> bool {
+        match self {
+            CallFailed::Pace(_) | CallFailed::OutOfTime | CallFailed::Call(CallError::Token(_)) => false,
+            CallFailed::Call(CallError::HubSpot(err)) => may_have_landed(err),
         }
     }
 }
 
-pub struct PacedCalls {
+/// Whether a request that ended in `err` may still have been carried out by HubSpot.
+pub fn may_have_landed(err: &HubSpotError) -> bool {
+    matches!(
+        err,
+        HubSpotError::Timeout { .. }
+            | HubSpotError::Connection { .. }
+            | HubSpotError::Unavailable(_)
+            | HubSpotError::InvalidResponse { .. }
+    )
+}
+
+pub struct HubSpotGateway {
     deps: Deps,
     pacer: Pacer,
 }
 
-impl PacedCalls {
+impl HubSpotGateway {
     pub fn new(deps: Deps) -> Self {
-        let pacer = Pacer::new(deps.store.clone());
-        PacedCalls { deps, pacer }
+        let pacer = Pacer::new(deps.store.clone(), deps.clock.clone());
+        HubSpotGateway { deps, pacer }
+    }
+
+    /// The longest a call may wait for its turn and still be answered before the deadline.
+    fn patience(&self, target: &Target) -> Result<Duration, CallFailed> {
+        let left = target.deadline.remaining(self.deps.clock.now());
+        left.checked_sub(CALL_BUDGET).ok_or(CallFailed::OutOfTime)
     }
 
     /// One paced HubSpot call with the connection's token.
@@ -70,7 +102,8 @@ impl PacedCalls {
         F: Fn(Secret) -> Fut,
         Fut: Future<Output = Result<T, HubSpotError>>,
     {
-        self.pacer.wait_turn(target.connection.portal_id, target.limit_per_10s).await?;
+        let patience = self.patience(target)?;
+        self.pacer.wait_turn(target.connection.portal_id, target.limit_per_10s, patience).await?;
         self.with_token(target, call).await
     }
 
@@ -84,7 +117,8 @@ impl PacedCalls {
     {
         let mut attempt = 1;
         loop {
-            self.pacer.wait_search_turn(target.connection.portal_id).await?;
+            let patience = self.patience(target)?;
+            self.pacer.wait_search_turn(target.connection.portal_id, patience).await?;
             match self.with_token(target, &call).await {
                 Err(CallFailed::Call(CallError::HubSpot(HubSpotError::RateLimited(_))))
                     if attempt < SEARCH_ATTEMPTS =>
@@ -142,6 +176,28 @@ impl PacedCalls {
         Ok(outcome)
     }
 
+    /// Reads records by HubSpot id, or by a unique property when `id_property` is given, with
+    /// the history of the `history` properties: a paced batch read (a record HubSpot does not
+    /// have is an item refused with `OBJECT_NOT_FOUND`).
+    pub async fn read(
+        &self,
+        target: &Target,
+        object: ObjectType,
+        ids: &[String],
+        id_property: Option<&str>,
+        properties: &[&str],
+        history: &[&str],
+    ) -> Result<BatchOutcome<CrmObject>, CallFailed> {
+        self.batch(target, |token| async move {
+            self.deps
+                .hubspot
+                .objects(&token, object)
+                .batch_read_with_history(ids, id_property, properties, history)
+                .await
+        })
+        .await
+    }
+
     /// After a failed call: a 429 holds the portal's budget for everyone.
     async fn observe(&self, connection: &Connection, err: &HubSpotError) {
         if let HubSpotError::RateLimited(response) = err {
@@ -151,6 +207,53 @@ impl PacedCalls {
                 tracing::warn!(error = %err, "could not hold the rate budget");
             }
         }
+    }
+}
+
+/// Whether one batch input failed because HubSpot has no such record.
+fn not_found(err: &ItemError) -> bool {
+    matches!(err, ItemError::Rejected(body) if body.category.as_deref() == Some("OBJECT_NOT_FOUND"))
+}
+
+/// What a batch read found of each of `inputs` records, in order: `Ok(Some(record))`,
+/// `Ok(None)` when HubSpot has no such record, or how the record's work ends when the call or
+/// its input failed.
+pub fn found_each(
+    answer: Result<BatchOutcome<CrmObject>, CallFailed>,
+    inputs: usize,
+) -> Vec<Result<Option<CrmObject>, Outcome>> {
+    match answer {
+        Err(failed) => (0..inputs).map(|_| Err(failed.outcome())).collect(),
+        Ok(outcome) => outcome
+            .items
+            .into_iter()
+            .map(|item| match item {
+                Ok(found) => Ok(Some(found)),
+                Err(err) if not_found(&err) => Ok(None),
+                Err(err) => Err(item_outcome(&err)),
+            })
+            .collect(),
+    }
+}
+
+/// The outcome of one batch input that failed.
+pub fn item_outcome(err: &ItemError) -> Outcome {
+    match err.class() {
+        ErrorClass::Permanent => Outcome::Failed(match err.body() {
+            Some(body) => body.to_string(),
+            None => err.to_string(),
+        }),
+        ErrorClass::Retryable | ErrorClass::Reauth => Outcome::Retry(err.to_string()),
+    }
+}
+
+/// Whether HubSpot may have carried out one batch input that failed.
+pub fn item_may_have_landed(err: &ItemError) -> bool {
+    match err {
+        ItemError::CallFailed(err) => may_have_landed(err),
+        ItemError::Rejected(_) | ItemError::NotSent => false,
+        // Neither a result nor an error: the write may have happened.
+        ItemError::Unanswered => true,
     }
 }
 

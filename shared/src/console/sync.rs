@@ -1,7 +1,9 @@
-//! The console's side of data-out: "Sync with HubSpot" for one record, the run history, and
-//! replaying parked changes after a fix.
+//! The console's controls of the sync: "Sync with HubSpot" for one record, a full sync to the
+//! platform, the run history, and replaying parked work after a fix.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 
@@ -61,11 +63,47 @@ pub async fn runs(deps: &Deps, connection: &Connection, limit: Option<usize>) ->
     Ok(deps.store.list_runs(&connection.id, limit).await?)
 }
 
-/// Sends this connection's parked changes back to the push queue.
-pub async fn redrive_parked(deps: &Deps, connection: &Connection) -> Result<RedriveReport, ApiError> {
-    let report = redrive(&*deps.push.parked, &*deps.push.work, Some(&connection.id)).await.map_err(queue_error)?;
-    tracing::info!(connection = %connection.id, replayed = report.replayed, "parked changes redriven");
-    Ok(report)
+/// The queues whose parked work the console can send back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParkedWork {
+    /// Platform changes on their way to HubSpot.
+    Push,
+    /// HubSpot changes on their way to the platform (webhooks, and pulled records the
+    /// platform refused).
+    Inbound,
+    /// Pull jobs.
+    Bulk,
+}
+
+/// What a redrive sent back, in all and per queue.
+#[derive(Debug, Default, Serialize)]
+pub struct Redriven {
+    pub replayed: usize,
+    pub left: usize,
+    pub queues: BTreeMap<ParkedWork, RedriveReport>,
+}
+
+/// Sends this connection's parked work back to its queues: those of `queue`, or all of them.
+pub async fn redrive_parked(
+    deps: &Deps,
+    connection: &Connection,
+    queue: Option<ParkedWork>,
+) -> Result<Redriven, ApiError> {
+    let mut redriven = Redriven::default();
+    for (work, pair) in
+        [(ParkedWork::Push, &deps.push), (ParkedWork::Inbound, &deps.inbound), (ParkedWork::Bulk, &deps.bulk)]
+    {
+        if queue.is_some_and(|wanted| wanted != work) {
+            continue;
+        }
+        let report = redrive(&*pair.parked, &*pair.work, Some(&connection.id)).await.map_err(queue_error)?;
+        tracing::info!(connection = %connection.id, queue = ?work, replayed = report.replayed, "parked work redriven");
+        redriven.replayed += report.replayed;
+        redriven.left += report.left;
+        redriven.queues.insert(work, report);
+    }
+    Ok(redriven)
 }
 
 fn queue_error(err: QueueError) -> ApiError {

@@ -6,14 +6,15 @@
 //! | item            | pk                              | sk                       | extra attributes          |
 //! |-----------------|---------------------------------|--------------------------|---------------------------|
 //! | tenant          | `TENANT#<tenant>`               | `TENANT`                 |                           |
-//! | connection      | `CONN#<conn>`                   | `CONNECTION`             | gsi1 (tenant), gsi2 (portal), gsi3 (active) |
+//! | connection      | `CONN#<conn>`                   | `CONNECTION`             | gsi1 (tenant), gsi2 (portal), gsi3 (active), `rev` |
 //! | config          | `CONN#<conn>`                   | `CONFIG`                 | `version`                 |
 //! | tokens          | `CONN#<conn>`                   | `TOKENS`                 |                           |
 //! | refresh lease   | `CONN#<conn>`                   | `REFRESH_LEASE`          | `holder`, `expires_at_ms` |
 //! | schema          | `CONN#<conn>`                   | `SCHEMA#<object>`        |                           |
 //! | cursor          | `CONN#<conn>`                   | `CURSOR#<object>#<flow>` | `ts`, `oid`               |
-//! | run             | `CONN#<conn>`                   | `RUN#<run id>`           | `ttl` (90 days)           |
-//! | record state    | `RECORD#<conn>#<object>#<key>`  | `STATE`                  | (own partition: hot rows spread) |
+//! | run             | `CONN#<conn>`                   | `RUN#<run id>`           | `ttl` (90 days), `rev`    |
+//! | record state    | `RECORD#<conn>#<object>#<key>`  | `STATE`                  | own partition (hot rows spread); parts in their own attributes ([`records`]) |
+//! | running pull    | `CONN#<conn>`                   | `PULL#<object>#<flow>`   | `run_id`, `started_ms`    |
 //! | OAuth state     | `OAUTH#<state>`                 | `OAUTH`                  | `ttl`                     |
 //! | de-dup key      | `DEDUP#<key>`                   | `DEDUP`                  | `expires_at_ms`, `ttl`    |
 //! | API key         | `APIKEY#<sha256>`               | `APIKEY`                 | gsi1 (tenant)             |
@@ -22,28 +23,25 @@
 //! `ttl` (epoch seconds) lets DynamoDB delete expired items; since that deletion is lazy, every
 //! expiry check is also made here, against the caller's clock.
 
+mod records;
+mod table;
+
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    KeysAndAttributes, Projection, ProjectionType, PutRequest, ReturnValue, ScalarAttributeType,
-    TimeToLiveSpecification, WriteRequest,
-};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use aws_sdk_dynamodb::types::ReturnValue;
 use time::{Duration, OffsetDateTime};
 
+use self::table::{
+    RUN_RETENTION, applied, body, condition_failed, conn_pk, connection_item, item, millis, n, number, s, unavailable,
+};
 use crate::domain::{
-    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, ConnectionStatus, DedupKey, OAuthState, ObjectType,
-    PortalId, PropertySchema, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord,
+    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, InboundState, OAuthState, ObjectType, PortalId,
+    PropertySchema, RecordKey, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord,
     VersionedConfig,
 };
-use crate::ports::{Store, StoreError};
-
-type Item = HashMap<String, AttributeValue>;
+use crate::ports::{Claimed, OutboundSave, Store, StoreError};
 
 pub const TENANT_INDEX: &str = "gsi1";
 pub const PORTAL_INDEX: &str = "gsi2";
@@ -53,246 +51,6 @@ pub const ACTIVE_INDEX: &str = "gsi3";
 pub struct DynamoStore {
     client: Client,
     table: String,
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn conn_pk(id: &ConnectionId) -> String {
-    format!("CONN#{id}")
-}
-
-fn record_pk(id: &ConnectionId, object: ObjectType, record_key: &str) -> String {
-    format!("RECORD#{id}#{object}#{record_key}")
-}
-
-fn record_key(id: &ConnectionId, object: ObjectType, record_key: &str) -> Item {
-    HashMap::from([("pk".to_string(), s(record_pk(id, object, record_key))), ("sk".to_string(), s("STATE"))])
-}
-
-/// How long run history is kept.
-const RUN_RETENTION: Duration = Duration::days(90);
-
-/// DynamoDB's limits per BatchGetItem and BatchWriteItem call.
-const BATCH_GET_LIMIT: usize = 100;
-const BATCH_WRITE_LIMIT: usize = 25;
-/// Rounds of retrying what DynamoDB left unprocessed (throttling) before giving up.
-const UNPROCESSED_ROUNDS: u32 = 8;
-
-fn unavailable<E, R>(err: SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    StoreError::Unavailable(DisplayErrorContext(err).to_string())
-}
-
-fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
-    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
-}
-
-/// An item with its keys and its value as JSON in `body`.
-fn item<T: Serialize>(pk: String, sk: &str, value: &T) -> Result<Item, StoreError> {
-    let body = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk)), ("body".to_string(), s(body))]))
-}
-
-fn body<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
-    let json = item.get("body").and_then(|v| v.as_s().ok()).ok_or_else(|| StoreError::Corrupt("no body".into()))?;
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn number(item: &Item, name: &str) -> Result<i64, StoreError> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("no number `{name}`")))
-}
-
-impl DynamoStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into() }
-    }
-
-    /// Creates the table as template.yaml declares it. For tests and local stacks only:
-    /// in AWS the table belongs to the CloudFormation stack.
-    pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
-        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
-        let attr = |name: &str| {
-            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
-        };
-        let index = |name: &str, pk: &str, sk: &str| {
-            GlobalSecondaryIndex::builder()
-                .index_name(name)
-                .key_schema(key(pk, KeyType::Hash).expect("complete key"))
-                .key_schema(key(sk, KeyType::Range).expect("complete key"))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                .build()
-                .expect("complete index")
-        };
-        let mut request = client
-            .create_table()
-            .table_name(table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("pk", KeyType::Hash).expect("complete key"))
-            .key_schema(key("sk", KeyType::Range).expect("complete key"))
-            .global_secondary_indexes(index(TENANT_INDEX, "gsi1pk", "gsi1sk"))
-            .global_secondary_indexes(index(PORTAL_INDEX, "gsi2pk", "gsi2sk"))
-            .global_secondary_indexes(index(ACTIVE_INDEX, "gsi3pk", "gsi3sk"));
-        for name in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"] {
-            request = request.attribute_definitions(attr(name).expect("complete attribute"));
-        }
-        request.send().await.map_err(unavailable)?;
-        client
-            .update_time_to_live()
-            .table_name(table)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder().enabled(true).attribute_name("ttl").build().expect("complete ttl"),
-            )
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(out.item)
-    }
-
-    async fn get_body<T: DeserializeOwned>(&self, pk: String, sk: &str) -> Result<Option<T>, StoreError> {
-        self.get_item(pk, sk).await?.as_ref().map(body).transpose()
-    }
-
-    async fn put_item(&self, item: Item) -> Result<(), StoreError> {
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(unavailable)?;
-        Ok(())
-    }
-
-    /// Reads up to [`BATCH_GET_LIMIT`] items, retrying the keys DynamoDB leaves unprocessed.
-    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
-        let mut pending = KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut items = Vec::new();
-        for round in 0..UNPROCESSED_ROUNDS {
-            let out =
-                self.client.batch_get_item().request_items(&self.table, pending).send().await.map_err(unavailable)?;
-            items.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
-            match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
-                Some(rest) if !rest.keys.is_empty() => pending = rest,
-                _ => return Ok(items),
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;
-        }
-        Err(StoreError::Unavailable("DynamoDB left part of a batch read unprocessed".into()))
-    }
-
-    /// Writes items in batches of [`BATCH_WRITE_LIMIT`], retrying what DynamoDB leaves unprocessed.
-    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
-        for chunk in items.chunks(BATCH_WRITE_LIMIT) {
-            let mut pending = chunk
-                .iter()
-                .map(|item| {
-                    let put = PutRequest::builder().set_item(Some(item.clone())).build();
-                    put.map(|put| WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let mut round = 0;
-            while !pending.is_empty() {
-                if round == UNPROCESSED_ROUNDS {
-                    return Err(StoreError::Unavailable("DynamoDB left part of a batch write unprocessed".into()));
-                }
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
-                if !pending.is_empty() {
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;
-                }
-                round += 1;
-            }
-        }
-        Ok(())
-    }
-
-    async fn put_body<T: Serialize>(&self, pk: String, sk: &str, value: &T) -> Result<(), StoreError> {
-        self.put_item(item(pk, sk, value)?).await
-    }
-
-    async fn delete_item(&self, pk: String, sk: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    /// All bodies under one index key whose sort key starts with `prefix`, following pages.
-    async fn query_index<T: DeserializeOwned>(
-        &self,
-        index: &str,
-        partition: String,
-        prefix: &str,
-    ) -> Result<Vec<T>, StoreError> {
-        let (pk, sk) = match index {
-            TENANT_INDEX => ("gsi1pk", "gsi1sk"),
-            PORTAL_INDEX => ("gsi2pk", "gsi2sk"),
-            _ => ("gsi3pk", "gsi3sk"),
-        };
-        let mut values = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .key_condition_expression(format!("{pk} = :pk AND begins_with({sk}, :prefix)"))
-                .expression_attribute_values(":pk", s(partition.clone()))
-                .expression_attribute_values(":prefix", s(prefix))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in out.items() {
-                values.push(body(item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(values);
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -306,16 +64,22 @@ impl Store for DynamoStore {
     }
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        let mut item = item(conn_pk(&connection.id), "CONNECTION", connection)?;
-        item.insert("gsi1pk".into(), s(format!("TENANT#{}", connection.tenant_id)));
-        item.insert("gsi1sk".into(), s(format!("CONN#{}", connection.id)));
-        item.insert("gsi2pk".into(), s(format!("PORTAL#{}", connection.portal_id)));
-        item.insert("gsi2sk".into(), s(format!("CONN#{}", connection.id)));
-        if connection.status == ConnectionStatus::Active {
-            item.insert("gsi3pk".into(), s("ACTIVE"));
-            item.insert("gsi3sk".into(), s(format!("CONN#{}", connection.id)));
+        self.put_item(connection_item(connection)?).await
+    }
+
+    async fn update_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let mut request = self.client.put_item().table_name(&self.table).set_item(Some(connection_item(connection)?));
+        request = if connection.revision == 0 {
+            request.condition_expression("attribute_not_exists(rev)")
+        } else {
+            request
+                .condition_expression("rev = :expected")
+                .expression_attribute_values(":expected", n(connection.revision))
+        };
+        match applied(request.send().await)? {
+            true => Ok(()),
+            false => Err(StoreError::RevisionConflict),
         }
-        self.put_item(item).await
     }
 
     async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
@@ -400,11 +164,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":now", n(millis(now)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(unavailable(err)),
-        }
+        applied(result)
     }
 
     async fn release_refresh_lease(&self, id: &ConnectionId, holder: &str) -> Result<(), StoreError> {
@@ -418,11 +178,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => Ok(()),
-            Err(err) => Err(unavailable(err)),
-        }
+        // Refused by its condition is fine too: not ours, or already so.
+        applied(result).map(|_| ())
     }
 
     async fn put_schema(&self, schema: &PropertySchema) -> Result<(), StoreError> {
@@ -470,32 +227,107 @@ impl Store for DynamoStore {
         object: ObjectType,
         record_keys: &[String],
     ) -> Result<HashMap<String, RecordSyncState>, StoreError> {
-        let mut unique: Vec<&String> = record_keys.iter().collect();
-        unique.sort();
-        unique.dedup();
-        let mut found = HashMap::new();
-        for chunk in unique.chunks(BATCH_GET_LIMIT) {
-            let keys = chunk.iter().map(|key| record_key(id, object, key)).collect();
-            for item in self.batch_get(keys).await? {
-                let state: RecordSyncState = body(&item)?;
-                found.insert(state.record_key.clone(), state);
-            }
-        }
-        Ok(found)
+        self.read_record_states(id, object, record_keys).await
     }
 
-    async fn put_record_states(&self, states: &[RecordSyncState]) -> Result<(), StoreError> {
-        let items = states
-            .iter()
-            .map(|state| item(record_pk(&state.connection_id, state.object_type, &state.record_key), "STATE", state))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.batch_put(items).await
+    async fn claim_records(
+        &self,
+        keys: &[RecordKey],
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.claim_each(keys, holder, now, until).await
+    }
+
+    async fn save_outbound(
+        &self,
+        saves: &[OutboundSave],
+        holder: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.save_outbound_parts(saves, holder, now).await
+    }
+
+    async fn release_records(&self, keys: &[RecordKey], holder: &str) -> Result<(), StoreError> {
+        self.release_each(keys, holder).await
+    }
+
+    async fn save_inbound(&self, saves: &[(RecordKey, InboundState)]) -> Result<Vec<bool>, StoreError> {
+        self.save_inbound_parts(saves).await
+    }
+
+    async fn begin_pull(
+        &self,
+        id: &ConnectionId,
+        object: ObjectType,
+        flow: SyncFlow,
+        run_id: &str,
+        now: OffsetDateTime,
+        stale_after: Duration,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(conn_pk(id)))
+            .item("sk", s(format!("PULL#{object}#{}", flow.as_str())))
+            .item("run_id", s(run_id))
+            .item("started_ms", n(millis(now)))
+            .condition_expression("attribute_not_exists(pk) OR run_id = :run OR started_ms <= :stale")
+            .expression_attribute_values(":run", s(run_id))
+            .expression_attribute_values(":stale", n(millis(now - stale_after)))
+            .send()
+            .await;
+        applied(result)
+    }
+
+    async fn end_pull(
+        &self,
+        id: &ConnectionId,
+        object: ObjectType,
+        flow: SyncFlow,
+        run_id: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(conn_pk(id)))
+            .key("sk", s(format!("PULL#{object}#{}", flow.as_str())))
+            .condition_expression("run_id = :run")
+            .expression_attribute_values(":run", s(run_id))
+            .send()
+            .await;
+        // Refused by its condition is fine too: not ours, or already so.
+        applied(result).map(|_| ())
     }
 
     async fn put_run(&self, run: &SyncRun) -> Result<(), StoreError> {
         let mut item = item(conn_pk(&run.connection_id), &format!("RUN#{}", run.run_id), run)?;
         item.insert("ttl".into(), n((run.started_at + RUN_RETENTION).unix_timestamp()));
+        item.insert("rev".into(), n(run.revision));
         self.put_item(item).await
+    }
+
+    async fn update_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        let stored = SyncRun { revision: run.revision + 1, ..run.clone() };
+        let mut item = item(conn_pk(&run.connection_id), &format!("RUN#{}", run.run_id), &stored)?;
+        item.insert("ttl".into(), n((run.started_at + RUN_RETENTION).unix_timestamp()));
+        item.insert("rev".into(), n(stored.revision));
+        let mut request = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        request = if run.revision == 0 {
+            request
+                .condition_expression("attribute_not_exists(rev) OR rev = :zero")
+                .expression_attribute_values(":zero", n(0))
+        } else {
+            request.condition_expression("rev = :expected").expression_attribute_values(":expected", n(run.revision))
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Err(StoreError::RevisionConflict),
+            Err(err) => Err(unavailable(err)),
+        }
     }
 
     async fn get_run(&self, id: &ConnectionId, run_id: &str) -> Result<Option<SyncRun>, StoreError> {
@@ -575,11 +407,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":now", n(millis(now)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(unavailable(err)),
-        }
+        applied(result)
     }
 
     async fn release_dedup_key(&self, key: &str) -> Result<(), StoreError> {
@@ -656,11 +484,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":ttl", n(until.unix_timestamp() + 86_400))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => Ok(()), // already held at least that long
-            Err(err) => Err(unavailable(err)),
-        }
+        // Refused by its condition is fine too: not ours, or already so.
+        applied(result).map(|_| ())
     }
 
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

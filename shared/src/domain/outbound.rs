@@ -1,15 +1,17 @@
-//! Platform → HubSpot: the change message the platform sends, and how one becomes the property
-//! values HubSpot stores. Pure: no I/O, no clock.
+//! Platform → HubSpot: the change message the platform sends, how a record's changes become
+//! the property values HubSpot stores, and which of them still need writing. Pure: no I/O, no
+//! clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, macros::format_description};
 
-use super::{ConnectionId, FieldMapping, FieldType, MatchKey, ObjectConfig, ObjectType};
+use super::{
+    ConnectionId, Direction, FieldMapping, FieldType, MatchKey, ObjectConfig, ObjectType, RecordSyncState, Stamped,
+};
 
 /// The only message version this build reads; a newer one is refused rather than guessed at.
 pub const PUSH_MESSAGE_VERSION: u32 = 1;
@@ -99,30 +101,6 @@ impl PushMessage {
     }
 }
 
-/// A record ready for HubSpot: property name → HubSpot's string wire value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MappedRecord {
-    pub record_key: String,
-    pub properties: BTreeMap<String, String>,
-    /// Platform fields that were sent but are not mapped out: ignored, and counted.
-    pub unmapped_fields: Vec<String>,
-}
-
-impl MappedRecord {
-    /// A fingerprint of what would be written: an unchanged payload is not sent again.
-    pub fn payload_hash(&self) -> String {
-        let mut hasher = Sha256::new();
-        for (name, value) in &self.properties {
-            // Length-prefixed, so ("ab","c") and ("a","bc") hash differently.
-            hasher.update((name.len() as u64).to_be_bytes());
-            hasher.update(name.as_bytes());
-            hasher.update((value.len() as u64).to_be_bytes());
-            hasher.update(value.as_bytes());
-        }
-        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
 /// Why a record is deliberately not synced. The text is what the run history shows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SkipReason {
@@ -179,37 +157,165 @@ impl MatchKey {
     }
 }
 
-/// Maps a message's fields to HubSpot properties per the object's config.
-pub fn map_record(message: &PushMessage, config: &ObjectConfig) -> Result<MappedRecord, SkipReason> {
-    let key = message.record_key.trim();
+/// One platform record's changes in a batch, folded into one: each HubSpot property's newest
+/// value, stamped with the platform change time it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingWrite {
+    /// The match key's value as HubSpot stores it (emails lower-cased, domains bare).
+    pub record_key: String,
+    /// Property → wire value; the match key's property is among them.
+    pub properties: BTreeMap<String, Stamped<String>>,
+    pub lists: ListChanges,
+    /// Platform fields sent that no outbound mapping uses: ignored, and counted.
+    pub unmapped_fields: BTreeSet<String>,
+}
+
+/// Folds a record's changes (in any order) into one: each field keeps its newest value and the
+/// time of the change that set it, so a change carrying only some fields never dates the
+/// others; changes at the same time keep their order, the last winning. Values are mapped to
+/// HubSpot's wire format by their mappings' types.
+pub fn fold(changes: &[&PushMessage], config: &ObjectConfig) -> Result<PendingWrite, SkipReason> {
+    let mut ordered = changes.to_vec();
+    ordered.sort_by_key(|m| m.changed_at); // stable: equal times keep queue order
+    let newest = ordered.last().ok_or(SkipReason::MissingMatchKey)?;
+    let record_key = check_key(&newest.record_key, config)?;
+    let mut fields: BTreeMap<&str, (&Value, i64)> = BTreeMap::new();
+    let mut lists = ListChanges::default();
+    for change in &ordered {
+        let at = millis(change.changed_at);
+        for (name, value) in &change.fields {
+            fields.insert(name, (value, at));
+        }
+        lists.add.extend(change.lists.add.iter().cloned());
+        lists.remove.extend(change.lists.remove.iter().cloned());
+    }
+    let mut properties = BTreeMap::new();
+    let mut unmapped_fields = BTreeSet::new();
+    for (name, (value, at)) in fields {
+        let outbound: Vec<&FieldMapping> =
+            config.fields.iter().filter(|f| f.platform_field == name && f.direction.goes_out()).collect();
+        if outbound.is_empty() {
+            unmapped_fields.insert(name.to_string());
+        }
+        for mapping in outbound {
+            let wire = coerce(value, mapping)
+                .map_err(|reason| SkipReason::InvalidValue { field: name.to_string(), reason })?;
+            properties.insert(mapping.hubspot_property.clone(), Stamped::new(wire, at));
+        }
+    }
+    // The match key travels as a property too, so a created record carries it.
+    let newest_at = millis(newest.changed_at);
+    properties.insert(config.match_key.property().to_string(), Stamped::new(record_key.clone(), newest_at));
+    Ok(PendingWrite { record_key, properties, lists, unmapped_fields })
+}
+
+/// The record key as HubSpot stores it, or why the record cannot be synced without one.
+fn check_key(raw: &str, config: &ObjectConfig) -> Result<String, SkipReason> {
+    let key = raw.trim();
     match &config.match_key {
         MatchKey::Email if !looks_like_email(key) => return Err(SkipReason::ContactWithoutEmail),
         MatchKey::CompanyDomain if key.is_empty() => return Err(SkipReason::CompanyWithoutDomain),
         _ if key.is_empty() => return Err(SkipReason::MissingMatchKey),
         _ => {}
     }
-    let mut properties = BTreeMap::new();
-    let mut unmapped_fields = Vec::new();
-    for (name, value) in &message.fields {
-        let outbound: Vec<&FieldMapping> =
-            config.fields.iter().filter(|f| &f.platform_field == name && f.direction.goes_out()).collect();
-        if outbound.is_empty() {
-            unmapped_fields.push(name.clone());
-            continue;
-        }
-        for mapping in outbound {
-            let wire =
-                coerce(value, mapping).map_err(|reason| SkipReason::InvalidValue { field: name.clone(), reason })?;
-            properties.insert(mapping.hubspot_property.clone(), wire);
-        }
-    }
-    // The match key travels as a property too, so a created record carries it.
     let record_key = config.match_key.normalise(key);
     if record_key.is_empty() {
         return Err(SkipReason::MissingMatchKey);
     }
-    properties.insert(config.match_key.property().to_string(), record_key.clone());
-    Ok(MappedRecord { record_key, properties, unmapped_fields })
+    Ok(record_key)
+}
+
+fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Which of a pending write's properties go to HubSpot, given what hubsync wrote and delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WritePlan {
+    /// Properties to write, the match key among them whenever anything is written.
+    pub write: BTreeMap<String, Stamped<String>>,
+    /// Properties mapped both ways among `write`: HubSpot's own latest change of each must be
+    /// read first (see [`settle_with_hubspot`]), since a newer one wins.
+    pub check_in_hubspot: BTreeSet<String>,
+    /// Properties left out: a newer change of them was written, or delivered from HubSpot.
+    pub superseded: usize,
+    /// Properties left out: HubSpot holds the value already.
+    pub unchanged: usize,
+}
+
+/// Decides what of `pending` to write. Newer wins, per property: a change older than the one
+/// hubsync last wrote (or is writing) is superseded, as is a change of a field mapped both ways
+/// that is older than the HubSpot change last delivered to the platform. A value hubsync
+/// already wrote is not written again, except for a both-ways field, where a person may have
+/// changed it in HubSpot since: that is checked in HubSpot first.
+pub fn plan_write(pending: &PendingWrite, state: &RecordSyncState, config: &ObjectConfig) -> WritePlan {
+    let key_property = config.match_key.property();
+    let outbound = &state.outbound;
+    let mut plan = WritePlan::default();
+    for (property, change) in &pending.properties {
+        if property == key_property {
+            continue;
+        }
+        let both_ways = config
+            .fields
+            .iter()
+            .find(|f| &f.hubspot_property == property && f.direction == Direction::Both)
+            .map(|f| f.platform_field.as_str());
+        let written = outbound.written.get(property);
+        let newer_own = [written, outbound.writing.get(property)].into_iter().flatten().any(|w| w.at_ms > change.at_ms);
+        let newer_delivered = both_ways
+            .and_then(|field| state.inbound.delivered.get(field))
+            .is_some_and(|delivered| delivered.at_ms > change.at_ms);
+        if newer_own || newer_delivered {
+            plan.superseded += 1;
+        } else if written == Some(change) || (both_ways.is_none() && written.is_some_and(|w| w.value == change.value)) {
+            plan.unchanged += 1;
+        } else {
+            if both_ways.is_some() {
+                plan.check_in_hubspot.insert(property.clone());
+            }
+            plan.write.insert(property.clone(), change.clone());
+        }
+    }
+    let never_written = outbound.hubspot_id.is_none() && outbound.written.is_empty();
+    if (!plan.write.is_empty() || never_written)
+        && let Some(key) = pending.properties.get(key_property)
+    {
+        plan.write.insert(key_property.to_string(), key.clone());
+    }
+    plan
+}
+
+/// HubSpot's side of a both-ways property, read before writing it: its current value, and when
+/// its latest change by someone other than hubsync happened (`None`: only hubsync wrote it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubSpotSide {
+    pub current: Option<String>,
+    pub latest_other_change_ms: Option<i64>,
+}
+
+/// Takes out of `plan` each both-ways property HubSpot already holds (unchanged) or changed
+/// after the platform did (superseded: the platform is sent HubSpot's newer value instead).
+/// `sides` has what was read of each property in `plan.check_in_hubspot`; a property of a
+/// record HubSpot does not have yet is written.
+pub fn settle_with_hubspot(plan: &mut WritePlan, sides: &BTreeMap<String, HubSpotSide>) {
+    for property in std::mem::take(&mut plan.check_in_hubspot) {
+        let (Some(side), Some(change)) = (sides.get(&property), plan.write.get(&property)) else { continue };
+        if side.current.as_deref().unwrap_or_default() == change.value {
+            plan.write.remove(&property);
+            plan.unchanged += 1;
+        } else if side.latest_other_change_ms.is_some_and(|at| at > change.at_ms) {
+            plan.write.remove(&property);
+            plan.superseded += 1;
+        }
+    }
+}
+
+impl WritePlan {
+    /// Whether nothing but the match key is left to write (a record HubSpot has needs no call).
+    pub fn only_key(&self, key_property: &str) -> bool {
+        self.write.keys().all(|property| property == key_property)
+    }
 }
 
 fn looks_like_email(value: &str) -> bool {
@@ -287,22 +393,6 @@ fn parse_date(value: &str) -> Option<Date> {
     Date::parse(value, format).ok().or_else(|| OffsetDateTime::parse(value, &Rfc3339).ok().map(|t| t.date()))
 }
 
-/// Folds several changes to one record into one, oldest first, so each field ends with its newest
-/// value and the result carries the newest change time. Messages are expected to be snapshots
-/// of the record's mapped fields; folding also keeps fields that only older ones carried.
-pub fn merge_changes(mut changes: Vec<&PushMessage>) -> Option<PushMessage> {
-    changes.sort_by_key(|m| m.changed_at); // stable: equal times keep queue order, last wins
-    let mut merged = changes.first().map(|m| (*m).clone())?;
-    for change in &changes[1..] {
-        merged.fields.extend(change.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
-        merged.changed_at = change.changed_at;
-        merged.lists.add.extend(change.lists.add.iter().cloned());
-        merged.lists.remove.extend(change.lists.remove.iter().cloned());
-        merged.idempotency_key = change.idempotency_key.clone().or(merged.idempotency_key);
-    }
-    Some(merged)
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -369,34 +459,36 @@ mod tests {
         }
     }
 
+    fn values(pending: &PendingWrite) -> BTreeMap<&str, (&str, i64)> {
+        pending.properties.iter().map(|(p, v)| (p.as_str(), (v.value.as_str(), v.at_ms))).collect()
+    }
+
+    const T1: &str = "2024-01-01T00:00:00Z";
+    const T2: &str = "2024-01-02T00:00:00Z";
+    const MS1: i64 = 1_704_067_200_000;
+    const MS2: i64 = 1_704_153_600_000;
+
     #[test]
     fn a_record_maps_its_outbound_fields_and_its_match_key() {
         let mut inbound = mapping("score", "hs_score", FieldType::Number);
         inbound.direction = Direction::In;
         let config = contacts(vec![mapping("plan", "tier", FieldType::Enumeration), inbound]);
-        let m = message(
-            "Ada@Example.com",
-            json!({"plan": "gold", "score": 3, "favourite_colour": "red"}),
-            "2024-01-01T00:00:00Z",
-        );
-        let record = map_record(&m, &config).unwrap();
-        assert_eq!(
-            record.properties,
-            BTreeMap::from([("email".into(), "ada@example.com".into()), ("tier".into(), "gold".into())])
-        );
-        assert_eq!(record.unmapped_fields, vec!["favourite_colour".to_string(), "score".to_string()]);
+        let m = message("Ada@Example.com", json!({"plan": "gold", "score": 3, "favourite_colour": "red"}), T1);
+        let pending = fold(&[&m], &config).unwrap();
+        assert_eq!(values(&pending), BTreeMap::from([("email", ("ada@example.com", MS1)), ("tier", ("gold", MS1))]));
+        assert_eq!(pending.unmapped_fields, BTreeSet::from(["favourite_colour".to_string(), "score".to_string()]));
     }
 
     #[test]
     fn records_that_must_not_sync_are_skipped_with_a_reason() {
-        let m = message("not-an-email", json!({}), "2024-01-01T00:00:00Z");
-        assert_eq!(map_record(&m, &contacts(vec![])), Err(SkipReason::ContactWithoutEmail));
+        let m = message("not-an-email", json!({}), T1);
+        assert_eq!(fold(&[&m], &contacts(vec![])), Err(SkipReason::ContactWithoutEmail));
         let company = ObjectConfig { match_key: MatchKey::CompanyDomain, ..contacts(vec![]) };
-        let m = message(" ", json!({}), "2024-01-01T00:00:00Z");
-        assert_eq!(map_record(&m, &company), Err(SkipReason::CompanyWithoutDomain));
-        let bad = message("a@b.co", json!({"plan": "bronze"}), "2024-01-01T00:00:00Z");
+        let m = message(" ", json!({}), T1);
+        assert_eq!(fold(&[&m], &company), Err(SkipReason::CompanyWithoutDomain));
+        let bad = message("a@b.co", json!({"plan": "bronze"}), T1);
         let config = contacts(vec![mapping("plan", "tier", FieldType::Enumeration)]);
-        assert!(matches!(map_record(&bad, &config), Err(SkipReason::InvalidValue { .. })));
+        assert!(matches!(fold(&[&bad], &config), Err(SkipReason::InvalidValue { .. })));
     }
 
     #[test]
@@ -406,24 +498,87 @@ mod tests {
     }
 
     #[test]
-    fn the_payload_hash_changes_with_any_value_and_only_then() {
-        let config = contacts(vec![mapping("plan", "tier", FieldType::Enumeration)]);
-        let a = map_record(&message("a@b.co", json!({"plan": "gold"}), "2024-01-01T00:00:00Z"), &config).unwrap();
-        let again = map_record(&message("a@b.co", json!({"plan": "gold"}), "2024-02-01T00:00:00Z"), &config).unwrap();
-        let changed =
-            map_record(&message("a@b.co", json!({"plan": "silver"}), "2024-01-01T00:00:00Z"), &config).unwrap();
-        assert_eq!(a.payload_hash(), again.payload_hash());
-        assert_ne!(a.payload_hash(), changed.payload_hash());
+    fn folded_changes_keep_each_fields_newest_value_and_its_own_time() {
+        let config = contacts(vec![
+            mapping("plan", "tier", FieldType::Enumeration),
+            mapping("name", "firstname", FieldType::String),
+        ]);
+        let older = message("a@b.co", json!({"plan": "gold", "name": "Ada"}), T1);
+        let newer = message("a@b.co", json!({"plan": "silver"}), T2);
+        let pending = fold(&[&newer, &older], &config).unwrap();
+        assert_eq!(values(&pending)["tier"], ("silver", MS2));
+        assert_eq!(values(&pending)["firstname"], ("Ada", MS1), "a field only the older change carried keeps its time");
+        // A value that was wrong once and corrected later is folded to the corrected one.
+        let wrong = message("a@b.co", json!({"plan": "bronze"}), T1);
+        assert_eq!(values(&fold(&[&wrong, &newer], &config).unwrap())["tier"], ("silver", MS2));
+    }
+
+    fn state_with(written: &[(&str, &str, i64)], delivered: &[(&str, &str, i64)]) -> RecordSyncState {
+        let key = crate::domain::RecordKey::new(ConnectionId::new("c1"), ObjectType::Contacts, "a@b.co");
+        let mut state = RecordSyncState::new(key);
+        state.outbound.hubspot_id = Some("501".into());
+        for (property, value, at) in written {
+            state.outbound.written.insert(property.to_string(), Stamped::new(value.to_string(), *at));
+        }
+        for (field, value, at) in delivered {
+            state.inbound.delivered.insert(field.to_string(), Stamped::new(json!(value), *at));
+        }
+        state
+    }
+
+    /// `name` both ways (firstname), `plan` out only (tier).
+    fn both_ways_config() -> ObjectConfig {
+        let mut name = mapping("name", "firstname", FieldType::String);
+        name.direction = Direction::Both;
+        contacts(vec![mapping("plan", "tier", FieldType::Enumeration), name])
     }
 
     #[test]
-    fn merged_changes_keep_each_fields_newest_value() {
-        let older = message("a@b.co", json!({"plan": "gold", "name": "Ada"}), "2024-01-01T00:00:00Z");
-        let newer = message("a@b.co", json!({"plan": "silver"}), "2024-01-02T00:00:00Z");
-        let merged = merge_changes(vec![&newer, &older]).unwrap();
-        assert_eq!(merged.fields["plan"], json!("silver"));
-        assert_eq!(merged.fields["name"], json!("Ada"));
-        assert_eq!(merged.changed_at, newer.changed_at);
+    fn only_newer_and_changed_values_are_written() {
+        let config = both_ways_config();
+        let pending = fold(&[&message("a@b.co", json!({"plan": "gold", "name": "Ada"}), T1)], &config).unwrap();
+
+        let nothing_yet = plan_write(&pending, &state_with(&[], &[]), &config);
+        assert_eq!(nothing_yet.write.keys().collect::<Vec<_>>(), ["email", "firstname", "tier"]);
+        assert_eq!(nothing_yet.check_in_hubspot, BTreeSet::from(["firstname".to_string()]));
+
+        let newer_written =
+            plan_write(&pending, &state_with(&[("tier", "silver", MS2), ("firstname", "Bo", MS2)], &[]), &config);
+        assert!(newer_written.write.is_empty());
+        assert_eq!(newer_written.superseded, 2);
+
+        let same =
+            plan_write(&pending, &state_with(&[("tier", "gold", MS1 - 1), ("firstname", "Ada", MS1)], &[]), &config);
+        assert!(same.write.is_empty(), "the same values again cost no call: {same:?}");
+        assert_eq!(same.unchanged, 2);
+    }
+
+    #[test]
+    fn a_both_ways_value_is_checked_in_hubspot_unless_the_platform_was_sent_a_newer_one() {
+        let config = both_ways_config();
+        let pending = fold(&[&message("a@b.co", json!({"name": "Ada"}), T1)], &config).unwrap();
+        let delivered_newer = plan_write(&pending, &state_with(&[], &[("name", "Grace", MS1 + 1)]), &config);
+        assert!(delivered_newer.write.is_empty());
+        assert_eq!(delivered_newer.superseded, 1);
+
+        // Written before, but a newer platform change with the same value: HubSpot may differ now.
+        let again = fold(&[&message("a@b.co", json!({"name": "Ada"}), T2)], &config).unwrap();
+        let mut plan = plan_write(&again, &state_with(&[("firstname", "Ada", MS1)], &[]), &config);
+        assert!(plan.check_in_hubspot.contains("firstname"));
+
+        let changed_later = HubSpotSide { current: Some("Grace".into()), latest_other_change_ms: Some(MS2 + 1) };
+        settle_with_hubspot(&mut plan, &BTreeMap::from([("firstname".to_string(), changed_later)]));
+        assert_eq!((plan.superseded, plan.only_key("email")), (1, true), "a newer HubSpot change wins");
+
+        let mut plan = plan_write(&again, &state_with(&[], &[]), &config);
+        let changed_earlier = HubSpotSide { current: Some("Grace".into()), latest_other_change_ms: Some(MS1) };
+        settle_with_hubspot(&mut plan, &BTreeMap::from([("firstname".to_string(), changed_earlier)]));
+        assert_eq!(plan.write["firstname"].value, "Ada", "an older HubSpot change gives way");
+
+        let mut plan = plan_write(&again, &state_with(&[], &[]), &config);
+        let holds_it = HubSpotSide { current: Some("Ada".into()), latest_other_change_ms: None };
+        settle_with_hubspot(&mut plan, &BTreeMap::from([("firstname".to_string(), holds_it)]));
+        assert_eq!((plan.unchanged, plan.only_key("email")), (1, true));
     }
 
     #[test]
