@@ -3,7 +3,7 @@
 //! answer must be what the document says: no server error, a documented status code and
 //! content type, a body that matches the schema.
 //!
-//! `.ci/run` installs schemathesis; elsewhere `pip install 'schemathesis==4.32.5'`.
+//! `bash tests/run.sh` installs schemathesis; elsewhere `pip install 'schemathesis==4.32.5'`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

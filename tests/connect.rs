@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use hubspot_sim::{Fault, FaultKind, SimConfig};
 use hubsync::connect::tokens::{TokenError, TokenProvider};
 use hubsync::domain::{ConnectionStatus, TenantId};
+use hubsync_tests::Function;
 use hubsync_tests::lambda::{Event, invoke};
 use hubsync_tests::oauth::{callback, consent, install, query, start};
 use hubsync_tests::world::{CLIENT_ID, CLIENT_SECRET, CONSOLE, REDIRECT_URI, World};
@@ -187,7 +188,7 @@ async fn a_portal_connected_by_another_tenant_is_refused_unless_sharing_is_allow
 async fn install_needs_a_key_and_an_allowed_return_address() {
     let world = World::new().await;
     let key = world.tenant("acme").await;
-    let handler = oauth_callback::router(world.deps.clone());
+    let handler = oauth_callback::router(world.function(Function::OAuthCallback).await);
     let reply = invoke(&handler, Event::get(&format!("/oauth/install?return_to={CONSOLE}/x"))).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     let reply = invoke(&handler, Event::get(&format!("/oauth/install?return_to={CONSOLE}/x")).bearer("hsk_nope")).await;
@@ -210,7 +211,10 @@ async fn concurrent_callers_on_many_instances_cause_one_refresh() {
 
     world.clock.advance(Duration::minutes(26)); // inside the 5-minute refresh window of a 30-minute token
     let calls_before = token_calls(&world);
-    let instances: Vec<Arc<TokenProvider>> = (0..10).map(|_| world.another_instance().tokens).collect();
+    let mut instances: Vec<Arc<TokenProvider>> = Vec::new();
+    for _ in 0..10 {
+        instances.push(world.function(Function::PushWorker).await.tokens);
+    }
     let handles: Vec<_> = instances
         .into_iter()
         .map(|tokens| {
@@ -236,7 +240,7 @@ async fn a_refused_refresh_token_marks_the_connection_needs_reauth() {
     world.deps.hubspot.revoke_refresh_token(CLIENT_ID, &CLIENT_SECRET.into(), &refresh).await.unwrap();
 
     world.clock.advance(Duration::minutes(40));
-    let err = world.another_instance().tokens.access_token(&id).await.unwrap_err();
+    let err = world.function(Function::PushWorker).await.tokens.access_token(&id).await.unwrap_err();
     assert!(matches!(err, TokenError::NeedsReauth(_)), "{err:?}");
     let connection = world.deps.store.get_connection(&id).await.unwrap().unwrap();
     assert_eq!(connection.status, ConnectionStatus::NeedsReauth);
@@ -258,4 +262,53 @@ async fn a_401_refreshes_once_and_the_call_succeeds() {
             .unwrap();
     assert!(schemas[&hubsync::domain::ObjectType::Contacts].properties.iter().any(|p| p.name == "email"));
     assert_eq!(token_calls(&world) - calls_before, 1);
+}
+
+#[tokio::test]
+async fn rotating_the_client_secret_while_workers_are_warm_needs_no_reauthorisation() {
+    let world = World::new().await;
+    let key = world.tenant("acme").await;
+    let id = hubsync::domain::ConnectionId::new(install(&world, key.expose()).await);
+    let worker = world.function(Function::PushWorker).await;
+    worker.tokens.access_token(&id).await.expect("a warm worker holds a token");
+    let held = worker.secrets.app_secrets().await.unwrap();
+    assert_eq!(held.client_secret.expose(), CLIENT_SECRET, "and the app secret as it was");
+
+    // The operator rotates the app's secret at HubSpot, then in Secrets Manager.
+    world.sim.add_app(CLIENT_ID, "sim-client-secret-rotated");
+    world.rotate_client_secret("sim-client-secret-rotated").await;
+    world.clock.advance(Duration::minutes(40));
+    let calls_before = token_calls(&world);
+    worker.tokens.access_token(&id).await.expect("refreshed with the secret read again");
+    assert_eq!(token_calls(&world) - calls_before, 2, "refused with the old secret, then refreshed with the new");
+    let connection = world.deps.store.get_connection(&id).await.unwrap().unwrap();
+    assert_eq!(connection.status, ConnectionStatus::Active);
+}
+
+#[tokio::test]
+async fn a_refused_client_secret_or_a_down_token_endpoint_is_retried_and_never_marks_a_connection() {
+    let world = World::new().await;
+    let key = world.tenant("acme").await;
+    let id = hubsync::domain::ConnectionId::new(install(&world, key.expose()).await);
+    let worker = world.function(Function::PushWorker).await;
+    world.clock.advance(Duration::minutes(40));
+
+    // HubSpot has the new secret; Secrets Manager not yet.
+    world.sim.add_app(CLIENT_ID, "sim-client-secret-rotated");
+    let err = worker.tokens.access_token(&id).await.unwrap_err();
+    assert!(matches!(err, TokenError::Unavailable(_)), "{err:?}");
+    // HubSpot's token endpoint failing.
+    world.sim.add_app(CLIENT_ID, CLIENT_SECRET);
+    world.sim.inject_fault(Fault {
+        kind: FaultKind::ServerError(503),
+        rate: 1.0,
+        path_prefix: Some("/oauth".into()),
+        remaining: Some(1),
+    });
+    let err = worker.tokens.access_token(&id).await.unwrap_err();
+    assert!(matches!(err, TokenError::Unavailable(_)), "{err:?}");
+    let connection = world.deps.store.get_connection(&id).await.unwrap().unwrap();
+    assert_eq!(connection.status, ConnectionStatus::Active, "neither is the connection's fault");
+
+    worker.tokens.access_token(&id).await.expect("once the endpoint answers, the refresh goes through");
 }

@@ -2,13 +2,14 @@
 
 use axum::http::StatusCode;
 use hubsync::domain::{ConnectionId, ConnectionStatus, ObjectType};
+use hubsync_tests::Function;
 use hubsync_tests::lambda::{Event, Reply, invoke};
 use hubsync_tests::oauth::{consent, install, query, start};
 use hubsync_tests::world::{CLIENT_ID, World};
 use serde_json::{Value, json};
 
 async fn call(world: &World, event: Event) -> Reply {
-    invoke(&console_api::router(world.deps.clone()), event).await
+    invoke(&console_api::router(world.function(Function::ConsoleApi).await), event).await
 }
 
 fn contacts_config(version: u64, fields: Value) -> Value {

@@ -7,11 +7,12 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use hubspot_sim::{Fault, FaultKind};
 use hubsync::domain::{ObjectType, RunStatus, SyncFlow};
-use hubsync::inbound::{PullWorker, plan_pulls, pull_worker, start_pull};
+use hubsync::inbound::{plan_pulls, pull_worker, start_pull};
 use hubsync::ports::Clock;
+use hubsync_tests::Function;
 use hubsync_tests::lambda::{Event, invoke};
 use hubsync_tests::platform::Platform;
-use hubsync_tests::push::{PORTAL, PushSetup, acknowledge, sqs_event, take_all};
+use hubsync_tests::push::{PORTAL, PushSetup, sqs_event, take_all};
 use serde_json::{Value, json};
 
 fn config(ingest_url: &str) -> Value {
@@ -21,24 +22,6 @@ fn config(ingest_url: &str) -> Value {
             "fields": [ { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "in", "platform_type": "string" } ] } },
         "options": { "webhooks_enabled": true, "data_in_enabled": true, "ingest_url": ingest_url }
     })
-}
-
-/// Runs bulk jobs as Lambda would until the bulk queue is empty; returns how many ran.
-async fn drain_bulk(setup: &PushSetup, worker: &PullWorker) -> usize {
-    let queue = &setup.world.deps.bulk.work;
-    let mut jobs = 0;
-    loop {
-        let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
-        if batch.is_empty() {
-            return jobs;
-        }
-        jobs += batch.len();
-        let response = bulk_worker::handle(worker, queue.as_ref(), sqs_event(&batch), setup.world.deadline()).await;
-        if acknowledge(queue.as_ref(), &batch, &response).await > 0 {
-            let latest = setup.runs().await.pop().map(|run| run.counts);
-            panic!("a pull job failed; the latest run counted {latest:?}");
-        }
-    }
 }
 
 #[tokio::test]
@@ -55,11 +38,17 @@ async fn an_enrichment_pull_delivers_every_change_even_when_a_thousand_share_one
         let at = imported + 1_000 + i64::from(i) * 7;
         sim.seed(PORTAL, "contacts", json!({ "email": format!("user{i}@example.com"), "firstname": format!("U{i}"), "lastmodifieddate": at.to_string() }));
     }
-    let worker = pull_worker(setup.world.deps.clone());
-    let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None)
-        .await
-        .unwrap();
-    assert!(drain_bulk(&setup, &worker).await >= 1);
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
+    let run = start_pull(
+        &setup.world.function(Function::Enrichment).await,
+        &setup.connection,
+        ObjectType::Contacts,
+        SyncFlow::Enrichment,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(setup.drain_bulk(&worker).await >= 1);
 
     let keys: BTreeSet<String> =
         platform.records().iter().map(|r| r["record_key"].as_str().unwrap().to_string()).collect();
@@ -79,8 +68,16 @@ async fn an_enrichment_pull_delivers_every_change_even_when_a_thousand_share_one
 
     // The next enrichment finds nothing new: nothing is delivered again.
     let before = platform.records().len();
-    start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
-    drain_bulk(&setup, &worker).await;
+    start_pull(
+        &setup.world.function(Function::Enrichment).await,
+        &setup.connection,
+        ObjectType::Contacts,
+        SyncFlow::Enrichment,
+        None,
+    )
+    .await
+    .unwrap();
+    setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), before, "versions the platform has are skipped");
 }
 
@@ -92,24 +89,36 @@ async fn a_catch_up_delivers_only_what_webhooks_missed() {
     for i in 0..20 {
         sim.seed(PORTAL, "contacts", json!({ "email": format!("user{i}@example.com"), "firstname": format!("U{i}") }));
     }
-    let worker = pull_worker(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
     // The run starts after those changes (the tests' clock stands still unless moved).
     setup.world.clock.advance(time::Duration::seconds(5));
     let since = setup.world.deps.clock.now() - time::Duration::hours(25);
-    start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::CatchUp, Some(since))
-        .await
-        .unwrap();
-    drain_bulk(&setup, &worker).await;
+    start_pull(
+        &setup.world.function(Function::CatchUp).await,
+        &setup.connection,
+        ObjectType::Contacts,
+        SyncFlow::CatchUp,
+        Some(since),
+    )
+    .await
+    .unwrap();
+    setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), 20);
 
     // One contact changes and its webhook is lost: the next catch-up brings exactly that one.
     let ada = sim.records(PORTAL, "contacts")[3]["id"].as_str().unwrap().to_string();
     sim.edit_as_user(PORTAL, "contacts", &ada, json!({ "firstname": "Augusta" }));
     setup.world.clock.advance(time::Duration::seconds(5));
-    start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::CatchUp, Some(since))
-        .await
-        .unwrap();
-    drain_bulk(&setup, &worker).await;
+    start_pull(
+        &setup.world.function(Function::CatchUp).await,
+        &setup.connection,
+        ObjectType::Contacts,
+        SyncFlow::CatchUp,
+        Some(since),
+    )
+    .await
+    .unwrap();
+    setup.drain_bulk(&worker).await;
     let records = platform.records();
     assert_eq!(records.len(), 21, "{:?}", &records[20..]);
     assert_eq!(records[20]["fields"]["first_name"], "Augusta");
@@ -122,14 +131,14 @@ async fn the_schedules_start_one_pull_per_connection_and_object_and_never_two_at
     setup.world.sim.seed(PORTAL, "contacts", json!({ "email": "ada@example.com", "firstname": "Ada" }));
     setup.world.clock.advance(time::Duration::seconds(5));
 
-    let report = plan_pulls(&setup.world.deps, SyncFlow::CatchUp).await.unwrap();
+    let report = plan_pulls(&setup.world.function(Function::CatchUp).await, SyncFlow::CatchUp).await.unwrap();
     assert_eq!((report.started, report.still_running), (1, 0));
-    let again = plan_pulls(&setup.world.deps, SyncFlow::CatchUp).await.unwrap();
+    let again = plan_pulls(&setup.world.function(Function::CatchUp).await, SyncFlow::CatchUp).await.unwrap();
     assert_eq!((again.started, again.still_running), (0, 1), "the first run is still going");
 
-    drain_bulk(&setup, &pull_worker(setup.world.deps.clone())).await;
+    setup.drain_bulk(&pull_worker(setup.world.function(Function::BulkWorker).await)).await;
     assert_eq!(platform.records().len(), 1);
-    let after = plan_pulls(&setup.world.deps, SyncFlow::CatchUp).await.unwrap();
+    let after = plan_pulls(&setup.world.function(Function::CatchUp).await, SyncFlow::CatchUp).await.unwrap();
     assert_eq!(after.started, 1, "once it finished, the next one starts");
 }
 
@@ -144,12 +153,12 @@ async fn a_full_sync_sends_everything_again_and_a_new_inbound_field_is_backfille
             json!({ "email": format!("user{i}@example.com"), "firstname": format!("U{i}"), "jobtitle": "Engineer" }),
         );
     }
-    let worker = pull_worker(setup.world.deps.clone());
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
     // The first config's inbound fields are new too: saving it filled them in for everyone.
-    drain_bulk(&setup, &worker).await;
+    setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), 250);
 
-    let console = console_api::router(setup.world.deps.clone());
+    let console = console_api::router(setup.world.function(Function::ConsoleApi).await);
     let path = format!("/connections/{}/full-sync", setup.connection.id);
     let reply = hubsync_tests::lambda::invoke(
         &console,
@@ -157,7 +166,7 @@ async fn a_full_sync_sends_everything_again_and_a_new_inbound_field_is_backfille
     )
     .await;
     assert_eq!(reply.status, axum::http::StatusCode::ACCEPTED, "{}", reply.body);
-    drain_bulk(&setup, &worker).await;
+    setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), 500, "three list pages, every contact again");
 
     // The customer maps a new inbound field: it is filled in for every contact on its own.
@@ -166,8 +175,10 @@ async fn a_full_sync_sends_everything_again_and_a_new_inbound_field_is_backfille
         { "platform_field": "title", "hubspot_property": "jobtitle", "direction": "in", "platform_type": "string" }
     ));
     let update = serde_json::from_value(json!({ "version": 1, "config": next })).unwrap();
-    hubsync::console::configs::save(&setup.world.deps, &setup.connection, &update).await.unwrap();
-    drain_bulk(&setup, &worker).await;
+    hubsync::console::configs::save(&setup.world.function(Function::ConsoleApi).await, &setup.connection, &update)
+        .await
+        .unwrap();
+    setup.drain_bulk(&worker).await;
     let backfilled: Vec<Value> = platform.records()[500..].to_vec();
     assert_eq!(backfilled.len(), 250);
     assert!(backfilled.iter().all(|r| r["fields"] == json!({ "title": "Engineer" })), "{:?}", backfilled[0]);
@@ -190,10 +201,18 @@ fn seed_contacts(setup: &PushSetup, n: usize) {
 async fn a_redelivered_job_after_a_crash_delivers_nothing_twice() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = pull_worker(setup.world.deps.clone());
-    drain_bulk(&setup, &worker).await; // the first save's (empty) backfill
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
+    setup.drain_bulk(&worker).await; // the first save's (empty) backfill
     seed_contacts(&setup, 150);
-    start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
+    start_pull(
+        &setup.world.function(Function::Enrichment).await,
+        &setup.connection,
+        ObjectType::Contacts,
+        SyncFlow::Enrichment,
+        None,
+    )
+    .await
+    .unwrap();
 
     // The worker delivers, then dies before the queue hears of it: the job comes back.
     let queue = &setup.world.deps.bulk.work;
@@ -201,7 +220,7 @@ async fn a_redelivered_job_after_a_crash_delivers_nothing_twice() {
     bulk_worker::handle(&worker, queue.as_ref(), sqs_event(&batch), setup.world.deadline()).await;
     assert_eq!(platform.records().len(), 150);
     queue.change_visibility(&batch[0].receipt_handle, Duration::ZERO).await.unwrap();
-    drain_bulk(&setup, &worker).await;
+    setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), 150, "the replayed page's records were already delivered");
 }
 
@@ -209,15 +228,21 @@ async fn a_redelivered_job_after_a_crash_delivers_nothing_twice() {
 async fn an_access_token_expiring_mid_run_is_renewed_and_the_run_completes() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = pull_worker(setup.world.deps.clone());
-    drain_bulk(&setup, &worker).await;
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
+    setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 450);
-    let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None)
-        .await
-        .unwrap();
+    let run = start_pull(
+        &setup.world.function(Function::Enrichment).await,
+        &setup.connection,
+        ObjectType::Contacts,
+        SyncFlow::Enrichment,
+        None,
+    )
+    .await
+    .unwrap();
     let token = setup.world.deps.tokens.access_token(&setup.connection.id).await.unwrap();
     setup.world.sim.expire_access_token(token.expose());
-    drain_bulk(&setup, &worker).await;
+    setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), 450);
     let run = setup.world.deps.store.get_run(&setup.connection.id, &run.run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
@@ -227,16 +252,22 @@ async fn an_access_token_expiring_mid_run_is_renewed_and_the_run_completes() {
 async fn a_connection_disabled_mid_run_stops_its_pull_with_the_reason() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = pull_worker(setup.world.deps.clone());
-    drain_bulk(&setup, &worker).await;
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
+    setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 50);
-    let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None)
-        .await
-        .unwrap();
+    let run = start_pull(
+        &setup.world.function(Function::Enrichment).await,
+        &setup.connection,
+        ObjectType::Contacts,
+        SyncFlow::Enrichment,
+        None,
+    )
+    .await
+    .unwrap();
     let mut connection = setup.connection.clone();
     connection.status = hubsync::domain::ConnectionStatus::Disabled;
     setup.world.deps.store.put_connection(&connection).await.unwrap();
-    drain_bulk(&setup, &worker).await;
+    setup.drain_bulk(&worker).await;
     assert!(platform.records().is_empty());
     let run = setup.world.deps.store.get_run(&setup.connection.id, &run.run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Failed);
@@ -251,8 +282,8 @@ async fn a_pull_past_the_ten_thousand_result_wall_misses_nothing() {
     // this test is about; 21,500 saved states would take minutes on the local AWS emulator).
     *platform.status.lock().unwrap() = "not_found";
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = pull_worker(setup.world.deps.clone());
-    drain_bulk(&setup, &worker).await;
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
+    setup.drain_bulk(&worker).await;
     // 20,000 contacts imported at one instant, then 1,500 changes four to a millisecond: a
     // search of the import alone would hit HubSpot's 10,000-result wall.
     let imported = 1_700_000_000_000_i64;
@@ -261,8 +292,16 @@ async fn a_pull_past_the_ten_thousand_result_wall_misses_nothing() {
         json!({ "email": format!("c{i}@example.com"), "firstname": format!("C{i}"), "lastmodifieddate": at.to_string() })
     });
     setup.world.sim.seed_many(PORTAL, "contacts", records);
-    start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
-    drain_bulk(&setup, &worker).await;
+    start_pull(
+        &setup.world.function(Function::Enrichment).await,
+        &setup.connection,
+        ObjectType::Contacts,
+        SyncFlow::Enrichment,
+        None,
+    )
+    .await
+    .unwrap();
+    setup.drain_bulk(&worker).await;
     let keys: BTreeSet<String> =
         platform.records().iter().map(|r| r["record_key"].as_str().unwrap().to_string()).collect();
     assert_eq!(keys.len(), 21_500);
@@ -273,12 +312,13 @@ async fn a_pull_past_the_ten_thousand_result_wall_misses_nothing() {
 async fn a_change_search_has_not_indexed_yet_is_delivered_by_the_next_run() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = pull_worker(setup.world.deps.clone());
-    drain_bulk(&setup, &worker).await;
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
+    setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 30);
-    let pull = || start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None);
+    let planner = setup.world.function(Function::Enrichment).await;
+    let pull = || start_pull(&planner, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None);
     pull().await.unwrap();
-    drain_bulk(&setup, &worker).await;
+    setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), 30);
 
     // Search's index lags: a change made just before the run is not found by it.
@@ -287,13 +327,13 @@ async fn a_change_search_has_not_indexed_yet_is_delivered_by_the_next_run() {
     setup.world.sim.edit_as_user(PORTAL, "contacts", &ada, json!({ "firstname": "Augusta" }));
     setup.world.clock.advance(time::Duration::seconds(5));
     pull().await.unwrap();
-    drain_bulk(&setup, &worker).await;
+    setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), 30, "not indexed yet: nothing new");
 
     tokio::time::sleep(Duration::from_millis(1_600)).await;
     setup.world.clock.advance(time::Duration::seconds(5));
     pull().await.unwrap();
-    drain_bulk(&setup, &worker).await;
+    setup.drain_bulk(&worker).await;
     let records = platform.records();
     assert_eq!(records.len(), 31);
     assert_eq!(records[30]["fields"]["first_name"], "Augusta");
@@ -303,10 +343,11 @@ async fn a_change_search_has_not_indexed_yet_is_delivered_by_the_next_run() {
 async fn records_changed_during_a_run_are_left_to_the_next_one_and_nothing_is_skipped() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = pull_worker(setup.world.deps.clone());
-    drain_bulk(&setup, &worker).await;
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
+    setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 600);
-    let pull = || start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None);
+    let planner = setup.world.function(Function::Enrichment).await;
+    let pull = || start_pull(&planner, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None);
     pull().await.unwrap();
 
     // While the run goes, a person edits contacts it has not reached yet: they move past the
@@ -320,14 +361,14 @@ async fn records_changed_during_a_run_are_left_to_the_next_one_and_nothing_is_sk
             json!({ "firstname": "Edited" }),
         );
     }
-    drain_bulk(&setup, &worker).await;
+    setup.drain_bulk(&worker).await;
     let first: BTreeSet<String> =
         platform.records().iter().map(|r| r["record_key"].as_str().unwrap().to_string()).collect();
     assert_eq!(first.len(), 590, "the ten edited ones belong to the next run");
 
     setup.world.clock.advance(time::Duration::seconds(5));
     pull().await.unwrap();
-    drain_bulk(&setup, &worker).await;
+    setup.drain_bulk(&worker).await;
     let all: BTreeSet<String> =
         platform.records().iter().map(|r| r["record_key"].as_str().unwrap().to_string()).collect();
     assert_eq!(all.len(), 600);
@@ -338,8 +379,8 @@ async fn records_changed_during_a_run_are_left_to_the_next_one_and_nothing_is_sk
 async fn a_search_refused_for_the_secondly_limit_is_tried_again_within_the_job() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = pull_worker(setup.world.deps.clone());
-    drain_bulk(&setup, &worker).await;
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
+    setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 30);
     // A request that reaches HubSpot a little early: one 429, as search's per-second limit answers.
     setup.world.sim.inject_fault(Fault {
@@ -348,8 +389,16 @@ async fn a_search_refused_for_the_secondly_limit_is_tried_again_within_the_job()
         path_prefix: Some("/crm/v3/objects/contacts/search".into()),
         remaining: Some(1),
     });
-    start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
-    drain_bulk(&setup, &worker).await; // fails if the job had to be retried
+    start_pull(
+        &setup.world.function(Function::Enrichment).await,
+        &setup.connection,
+        ObjectType::Contacts,
+        SyncFlow::Enrichment,
+        None,
+    )
+    .await
+    .unwrap();
+    setup.drain_bulk(&worker).await; // fails if the job had to be retried
     assert_eq!(platform.records().len(), 30);
 }
 
@@ -363,17 +412,23 @@ async fn two_companies_sharing_a_domain_in_one_page_are_delivered_and_the_pull_g
         "options": { "webhooks_enabled": true, "data_in_enabled": true, "ingest_url": ingest }
     });
     let setup = PushSetup::new(companies).await;
-    let worker = pull_worker(setup.world.deps.clone());
-    drain_bulk(&setup, &worker).await;
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
+    setup.drain_bulk(&worker).await;
     // HubSpot does not keep domains unique: two companies, one key for hubsync.
     for name in ["Acme Ltd", "Acme Inc"] {
         setup.world.sim.seed(PORTAL, "companies", json!({ "name": name, "domain": "acme.com" }));
     }
     setup.world.clock.advance(time::Duration::seconds(5));
-    let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Companies, SyncFlow::Enrichment, None)
-        .await
-        .unwrap();
-    drain_bulk(&setup, &worker).await;
+    let run = start_pull(
+        &setup.world.function(Function::Enrichment).await,
+        &setup.connection,
+        ObjectType::Companies,
+        SyncFlow::Enrichment,
+        None,
+    )
+    .await
+    .unwrap();
+    setup.drain_bulk(&worker).await;
     let run = setup.world.deps.store.get_run(&setup.connection.id, &run.run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.counts);
     let names: BTreeSet<String> = platform
@@ -397,14 +452,20 @@ async fn two_companies_sharing_a_domain_in_one_page_are_delivered_and_the_pull_g
 async fn a_record_the_platform_refuses_is_parked_alone_and_redriven_while_the_pull_moves_on() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
-    let worker = pull_worker(setup.world.deps.clone());
-    drain_bulk(&setup, &worker).await;
+    let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
+    setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 30);
     platform.refused.lock().unwrap().insert("user7@example.com".into());
-    let run = start_pull(&setup.world.deps, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None)
-        .await
-        .unwrap();
-    drain_bulk(&setup, &worker).await;
+    let run = start_pull(
+        &setup.world.function(Function::Enrichment).await,
+        &setup.connection,
+        ObjectType::Contacts,
+        SyncFlow::Enrichment,
+        None,
+    )
+    .await
+    .unwrap();
+    setup.drain_bulk(&worker).await;
     let run = setup.world.deps.store.get_run(&setup.connection.id, &run.run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Succeeded, "one refused record does not stop the pull: {:?}", run.counts);
     let parked = take_all(setup.world.deps.inbound.parked.as_ref()).await;
@@ -415,15 +476,16 @@ async fn a_record_the_platform_refuses_is_parked_alone_and_redriven_while_the_pu
 
     // Fixed on the platform's side, the console sends it back and it is delivered.
     platform.refused.lock().unwrap().clear();
-    let console = console_api::router(setup.world.deps.clone());
+    let console = console_api::router(setup.world.function(Function::ConsoleApi).await);
     let path = format!("/connections/{}/redrive?queue=inbound", setup.connection.id);
     let reply = invoke(&console, Event::new("POST", &path).bearer(setup.key.expose())).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.json()["queues"]["inbound"]["replayed"], 1, "{}", reply.body);
-    let inbound = hubsync::inbound::inbound_worker(setup.world.deps.clone());
-    let queue = &setup.world.deps.inbound.work;
-    let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
-    let response = inbound_worker::handle(&inbound, queue.as_ref(), sqs_event(&batch), setup.world.deadline()).await;
+    let inbound_deps = setup.world.function(Function::InboundWorker).await;
+    let inbound = hubsync::inbound::inbound_worker(inbound_deps.clone());
+    let batch = setup.world.deps.inbound.work.receive(10, Duration::from_millis(300)).await.unwrap();
+    let queue = inbound_deps.inbound.work.as_ref();
+    let response = inbound_worker::handle(&inbound, queue, sqs_event(&batch), setup.world.deadline()).await;
     assert!(response.batch_item_failures.is_empty());
     let user7: Vec<Value> = platform.records().into_iter().filter(|r| r["record_key"] == "user7@example.com").collect();
     assert_eq!(user7.last().unwrap()["fields"]["first_name"], "U7");
@@ -434,17 +496,17 @@ async fn planning_goes_on_past_a_broken_config_and_a_running_pull_is_known_whate
     let (_platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(config(&ingest)).await;
     let world = &setup.world;
-    drain_bulk(&setup, &pull_worker(world.deps.clone())).await;
+    setup.drain_bulk(&pull_worker(world.function(Function::BulkWorker).await)).await;
     // Another tenant's connection, whose config does not read.
     world.sim.add_portal(2000, hubspot_sim::ALL_SCOPES);
     let other = world.tenant("other").await;
     let broken = hubsync::domain::ConnectionId::new(&hubsync_tests::oauth::install(world, other.expose()).await);
     let stored = world.deps.store.get_connection(&broken).await.unwrap().unwrap();
     let update = serde_json::from_value(json!({ "version": 0, "config": config(&ingest) })).unwrap();
-    hubsync::console::configs::save(&world.deps, &stored, &update).await.unwrap();
+    hubsync::console::configs::save(&world.function(Function::ConsoleApi).await, &stored, &update).await.unwrap();
     world.break_config(&broken).await;
 
-    let report = plan_pulls(&world.deps, SyncFlow::Enrichment).await.unwrap();
+    let report = plan_pulls(&world.function(Function::Enrichment).await, SyncFlow::Enrichment).await.unwrap();
     assert_eq!(report.started, 1, "the healthy connection is planned: {report:?}");
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert!(report.failed[0].starts_with(broken.as_str()), "{report:?}");
@@ -459,6 +521,6 @@ async fn planning_goes_on_past_a_broken_config_and_a_running_pull_is_known_whate
         );
         world.deps.store.put_run(&run).await.unwrap();
     }
-    let again = plan_pulls(&world.deps, SyncFlow::Enrichment).await.unwrap();
+    let again = plan_pulls(&world.function(Function::Enrichment).await, SyncFlow::Enrichment).await.unwrap();
     assert_eq!((again.started, again.still_running), (0, 1), "{again:?}");
 }

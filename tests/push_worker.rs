@@ -9,6 +9,7 @@ use hubsync::domain::{ConnectionStatus, ObjectType, RunCounts};
 use hubsync::outbound::{PushWorker, push_worker};
 use hubsync::work::gateway::NEEDS_REAUTH;
 use hubsync::work::{ParkNote, park};
+use hubsync_tests::Function;
 use hubsync_tests::lambda::{Event, invoke};
 use hubsync_tests::push::{PORTAL, PushSetup, contacts_config, take_all};
 use hubsync_tests::world::World;
@@ -266,7 +267,7 @@ async fn outages_are_retried_with_backoff_then_parked_with_the_reason_and_redriv
     // Put it back in the dead-letter queue, fix HubSpot, redrive from the console.
     hubsync::work::park(&*setup.world.deps.push.parked, &parked[0].body, parked[0].parked.clone()).await.unwrap();
     setup.world.sim.clear_faults();
-    let console = console_api::router(setup.world.deps.clone());
+    let console = console_api::router(setup.world.function(Function::ConsoleApi).await);
     let path = format!("/connections/{}/redrive", setup.connection.id);
     let reply = invoke(&console, Event::new("POST", &path).bearer(setup.key.expose())).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -323,7 +324,7 @@ async fn list_memberships_follow_the_changes_and_dynamic_lists_are_refused() {
     // The console refuses a dynamic list in a config at once.
     let mut config = contacts_config("upsert");
     config["objects"]["contacts"]["lists"] = json!([engaged]);
-    let console = console_api::router(setup.world.deps.clone());
+    let console = console_api::router(setup.world.function(Function::ConsoleApi).await);
     let path = format!("/connections/{}/config/validate", setup.connection.id);
     let reply = invoke(&console, Event::new("POST", &path).bearer(setup.key.expose()).json_body(&config)).await;
     assert_eq!(reply.json()["problems"][0]["rule"], "list_dynamic", "{}", reply.body);
@@ -350,7 +351,7 @@ async fn unreadable_messages_are_parked_at_once_with_the_reason() {
 #[tokio::test]
 async fn the_console_queues_a_single_record_and_shows_the_runs_to_its_tenant_only() {
     let setup = PushSetup::new(contacts_config("upsert")).await;
-    let console = console_api::router(setup.world.deps.clone());
+    let console = console_api::router(setup.world.function(Function::ConsoleApi).await);
     let sync = format!("/connections/{}/sync", setup.connection.id);
     let body = json!({ "version": 1, "object": "contact", "record_key": "ada@example.com", "fields": { "first_name": "Ada" } });
     let reply = invoke(&console, Event::new("POST", &sync).bearer(setup.key.expose()).json_body(&body)).await;
@@ -391,7 +392,10 @@ async fn concurrent_workers_share_the_portals_rate_budget() {
     setup.send(&users(&setup, 120, "Ada", "2026-01-01T00:00:00Z")).await;
 
     // Three Lambdas, each taking batches of 10 until the queue is empty.
-    let workers: Vec<PushWorker> = (0..3).map(|_| push_worker(setup.world.another_instance())).collect();
+    let mut workers: Vec<PushWorker> = Vec::new();
+    for _ in 0..3 {
+        workers.push(push_worker(setup.world.function(Function::PushWorker).await));
+    }
     tokio::join!(drain_with(&setup, &workers[0]), drain_with(&setup, &workers[1]), drain_with(&setup, &workers[2]));
     let counts = totals(&setup.runs().await);
     assert_eq!(counts.created, 120);
@@ -438,6 +442,9 @@ async fn reinstalling_a_connection_that_needed_reauth_replays_its_parked_changes
     park(setup.world.deps.inbound.parked.as_ref(), &inbound.to_string(), note).await.unwrap();
 
     hubsync_tests::oauth::install(&setup.world, setup.key.expose()).await;
+    // The install asked the bulk worker to redrive the connection's parked work.
+    let bulk = hubsync::inbound::bulk_worker(setup.world.function(Function::BulkWorker).await);
+    assert_eq!(setup.drain_bulk(&bulk).await, 1, "one redrive job");
     assert!(setup.drain().await.is_empty());
     assert_eq!(setup.contact("user0@example.com").unwrap()["firstname"], "Ada 0");
     assert!(setup.parked().await.is_empty());

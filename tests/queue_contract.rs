@@ -98,7 +98,7 @@ fn memory_pair() -> (Arc<dyn Queue>, Arc<dyn Queue>) {
 }
 
 async fn sqs_pair() -> (Arc<dyn Queue>, Arc<dyn Queue>) {
-    let (queue, dlq) = hubsync_tests::sqs_queue_with_dlq(2, VISIBILITY).await;
+    let (queue, dlq) = hubsync_tests::sqs_queue_with_dlq("contract", 2, VISIBILITY).await;
     (Arc::new(queue), Arc::new(dlq))
 }
 

@@ -14,6 +14,7 @@ use hubsync::domain::{ConnectionId, InboundMessage, ObjectType, Secret, TenantId
 use hubsync::http::Url;
 use hubsync::ports::{Clock, IdSource, OutgoingMessage, RandomIds};
 use hubsync::webhooks::signature::{v1_signature, v2_signature, v3_signature};
+use hubsync_tests::Function;
 use hubsync_tests::lambda::{Event, Reply, invoke};
 use hubsync_tests::oauth::{callback, consent, install, query, start};
 use hubsync_tests::push::{PushSetup, take_all};
@@ -148,6 +149,7 @@ async fn inbound_messages(deps: &Deps) -> Vec<InboundMessage> {
 async fn forged_tampered_stale_and_malformed_webhooks_are_refused_and_nothing_is_queued() {
     let setup = PushSetup::new(inbound_config()).await;
     let deps = &setup.world.deps;
+    let receiver = setup.world.function(Function::WebhookReceiver).await;
     let now = now_ms(&setup.world);
     let body = json!([change(now)]).to_string();
     let genuine = WebhookRequest::signed(body.as_str(), now);
@@ -257,7 +259,7 @@ async fn forged_tampered_stale_and_malformed_webhooks_are_refused_and_nothing_is
         ("over 512 KiB", WebhookRequest::signed(format!("[{}]", " ".repeat(600 * 1024)), now), S::PAYLOAD_TOO_LARGE),
     ];
     for (case, request, status) in &cases {
-        let reply = post(deps, request).await;
+        let reply = post(&receiver, request).await;
         assert_eq!(reply.status, *status, "{case}: {}", reply.body);
         if *status == S::UNAUTHORIZED {
             assert_eq!(reply.json()["error"]["code"], "bad_signature", "{case}");
@@ -266,20 +268,20 @@ async fn forged_tampered_stale_and_malformed_webhooks_are_refused_and_nothing_is
     assert!(inbound_messages(deps).await.is_empty(), "nothing refused was queued");
 
     // The genuine request, sent last, is taken: so none of the above claimed its event either.
-    let reply = post(deps, &genuine).await;
+    let reply = post(&receiver, &genuine).await;
     assert_eq!((reply.status, reply.json()["enqueued"].clone()), (S::OK, json!(1)), "{}", reply.body);
     let queued = inbound_messages(deps).await;
     assert_eq!(queued.len(), 1);
     assert_eq!((queued[0].connection_id.clone(), queued[0].events[0].object_id), (setup.connection.id.clone(), 501));
 
     // The legacy signatures refused above are genuine: a receiver set to accept them does.
-    let mut settings = (*deps.settings).clone();
+    let mut settings = (*receiver.settings).clone();
     settings.accept_legacy_webhook_signatures = true;
-    let queues = Queues { push: deps.push.clone(), inbound: deps.inbound.clone(), bulk: deps.bulk.clone() };
+    let queues = Queues { push: receiver.push.clone(), inbound: receiver.inbound.clone(), bulk: receiver.bulk.clone() };
     let lenient = Deps::new(
-        deps.store.clone(),
-        deps.secrets.clone(),
-        deps.hubspot.clone(),
+        receiver.store.clone(),
+        receiver.secrets.clone(),
+        receiver.hubspot.clone(),
         settings,
         setup.world.clock.clone(),
         queues,
@@ -297,8 +299,9 @@ async fn a_replayed_webhook_is_passed_on_once_and_refused_once_stale() {
     let request = WebhookRequest::signed(json!([change(now)]).to_string(), now);
 
     // The same signed request twice at once, then again through another Lambda instance.
-    let (first, second) = tokio::join!(post(&setup.world.deps, &request), post(&setup.world.deps, &request));
-    let again = post(&setup.world.another_instance(), &request).await;
+    let receiver = setup.world.function(Function::WebhookReceiver).await;
+    let (first, second) = tokio::join!(post(&receiver, &request), post(&receiver, &request));
+    let again = post(&setup.world.function(Function::WebhookReceiver).await, &request).await;
     let mut enqueued = 0;
     for reply in [&first, &second, &again] {
         assert_eq!(reply.status, StatusCode::OK, "a replay is acknowledged, so HubSpot stops: {}", reply.body);
@@ -308,7 +311,7 @@ async fn a_replayed_webhook_is_passed_on_once_and_refused_once_stale() {
     assert_eq!(inbound_messages(&setup.world.deps).await.len(), 1, "passed on once");
 
     setup.world.clock.advance(time::Duration::minutes(6));
-    let late = post(&setup.world.deps, &request).await;
+    let late = post(&receiver, &request).await;
     assert_eq!(late.status, StatusCode::UNAUTHORIZED, "{}", late.body);
     assert!(inbound_messages(&setup.world.deps).await.is_empty());
 }
@@ -377,7 +380,7 @@ fn console_request(method: &str, path: &str, body: Option<&Value>, authorization
 }
 
 async fn call(world: &World, event: Event) -> Reply {
-    invoke(&console_api::router(world.deps.clone()), event).await
+    invoke(&console_api::router(world.function(Function::ConsoleApi).await), event).await
 }
 
 /// Two tenants, each with a connection to its own portal, a saved config, a run and a parked change.
@@ -582,7 +585,7 @@ fn return_to(target: &str) -> String {
 async fn install_refuses_every_return_address_off_the_allowed_origins() {
     let world = World::new().await;
     let key = world.tenant("acme").await;
-    let handler = oauth_callback::router(world.deps.clone());
+    let handler = oauth_callback::router(world.function(Function::OAuthCallback).await);
     let targets = [
         "https://evil.example.com/hubspot",
         "https://console.example.com.evil.com/hubspot",

@@ -30,6 +30,7 @@ use hubsync::domain::{ConnectionId, Secret, SyncFlow, VersionedConfig};
 use hubsync::inbound::plan_pulls;
 use hubsync::ports::{Clock, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use hubsync::work::{Deadline, redrive};
+use hubsync_tests::Function;
 use hubsync_tests::bench::env;
 use hubsync_tests::convergence::{Ledger, Platform, Report, config, parked_by_reason};
 use hubsync_tests::lambda::{Event, invoke};
@@ -100,7 +101,7 @@ impl Soak {
         let gateway = Gateway::start(scenario.seed).await;
         let webhook_url = gateway.url.clone();
         let world = World::with(SimConfig::default(), |settings| settings.webhook_url = Some(webhook_url)).await;
-        gateway.deps.set(world.deps.clone()).ok();
+        gateway.deps.set(world.function(Function::WebhookReceiver).await).ok();
         let platform = Platform::new(DELIVERY_SIGNING_SECRET, Dice::new(scenario.seed ^ 0x5eed));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ingest = format!("http://{}/ingest", listener.local_addr().unwrap());
@@ -121,10 +122,16 @@ impl Soak {
             let stored = world.deps.store.get_connection(&connection).await.unwrap().unwrap();
             let update: VersionedConfig =
                 serde_json::from_value(json!({ "version": 0, "config": config(&ingest) })).unwrap();
-            configs::save(&world.deps, &stored, &update).await.expect("the soak config is valid");
+            let console = world.function(Function::ConsoleApi).await;
+            configs::save(&console, &stored, &update).await.expect("the soak config is valid");
             tenants.push(Mutex::new((key, Ledger { connection: connection.to_string(), portal, ..Ledger::default() })));
         }
-        let loops = Loops::start(&world.deps, scenario.seed);
+        let workers = [
+            world.function(Function::PushWorker).await,
+            world.function(Function::InboundWorker).await,
+            world.function(Function::BulkWorker).await,
+        ];
+        let loops = Loops::start(workers, scenario.seed);
         Soak { world, tenants, platform, gateway, loops, inputs: Mutex::default() }
     }
 
@@ -180,7 +187,9 @@ impl Soak {
             }
             if started.elapsed() >= next_pull {
                 next_pull += Duration::from_secs(8);
-                plan_pulls(&self.world.deps, SyncFlow::Enrichment).await.expect("planning works");
+                plan_pulls(&self.world.function(Function::Enrichment).await, SyncFlow::Enrichment)
+                    .await
+                    .expect("planning works");
                 self.count("pull plans");
             }
             sequence += 1;
@@ -275,7 +284,7 @@ impl Soak {
             redrive(&*pair.parked, &*pair.work, None).await.unwrap();
         }
         self.settle().await;
-        plan_pulls(deps, SyncFlow::CatchUp).await.unwrap();
+        plan_pulls(&self.world.function(Function::CatchUp).await, SyncFlow::CatchUp).await.unwrap();
         self.settle().await;
         let still_parked = self.take_parked().await;
         self.loops.stop.store(true, Ordering::Relaxed);
@@ -423,7 +432,9 @@ struct Loops {
 }
 
 impl Loops {
-    fn start(deps: &Deps, seed: u64) -> Arc<Loops> {
+    /// `workers`: the push, inbound and bulk workers' dependencies, each signed as its role.
+    fn start(workers: [Deps; 3], seed: u64) -> Arc<Loops> {
+        let [push_deps, inbound_deps, bulk_deps] = workers;
         let loops = Arc::new(Loops {
             crash_rate: AtomicU64::new(0.0_f64.to_bits()),
             crashes: AtomicU64::new(0),
@@ -431,25 +442,25 @@ impl Loops {
             last_busy_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         });
-        let push = Arc::new(hubsync::outbound::push_worker(deps.clone()));
-        let inbound = Arc::new(hubsync::inbound::inbound_worker(deps.clone()));
-        let bulk = Arc::new(hubsync::inbound::pull_worker(deps.clone()));
+        let push = Arc::new(hubsync::outbound::push_worker(push_deps.clone()));
+        let inbound = Arc::new(hubsync::inbound::inbound_worker(inbound_deps.clone()));
+        let bulk = Arc::new(hubsync::inbound::bulk_worker(bulk_deps.clone()));
         for instance in 0..CONCURRENCY as u64 {
             let dice = Dice::new(seed.wrapping_add(instance * 3));
-            let (worker, clock) = (push.clone(), deps.clock.clone());
-            loops.spawn(deps.push.work.clone(), dice.clone(), move |queue, event| {
+            let (worker, clock) = (push.clone(), push_deps.clock.clone());
+            loops.spawn(push_deps.push.work.clone(), dice.clone(), move |queue, event| {
                 let (worker, deadline) = (worker.clone(), deadline(clock.as_ref(), 60));
                 async move { push_worker::handle(&worker, &queue, event, deadline).await }
             });
-            let (worker, clock) = (inbound.clone(), deps.clock.clone());
-            loops.spawn(deps.inbound.work.clone(), dice.clone(), move |queue, event| {
+            let (worker, clock) = (inbound.clone(), inbound_deps.clock.clone());
+            loops.spawn(inbound_deps.inbound.work.clone(), dice.clone(), move |queue, event| {
                 let (worker, deadline) = (worker.clone(), deadline(clock.as_ref(), 60));
                 async move { inbound_worker::handle(&worker, &queue, event, deadline).await }
             });
-            let (worker, clock) = (bulk.clone(), deps.clock.clone());
-            loops.spawn(deps.bulk.work.clone(), dice, move |queue, event| {
+            let (worker, clock) = (bulk.clone(), bulk_deps.clock.clone());
+            loops.spawn(bulk_deps.bulk.work.clone(), dice, move |queue, event| {
                 let (worker, deadline) = (worker.clone(), deadline(clock.as_ref(), 900));
-                async move { bulk_worker::handle(&worker, &queue, event, deadline).await }
+                async move { bulk_worker::handle(&*worker, &queue, event, deadline).await }
             });
         }
         loops

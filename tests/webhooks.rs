@@ -10,6 +10,7 @@ use hubsync::inbound::{InboundWorker, inbound_worker};
 use hubsync::ports::Clock;
 use hubsync::webhooks::signature::v3_signature;
 use hubsync::work::ParkedMessage;
+use hubsync_tests::Function;
 use hubsync_tests::lambda::{Event, Reply, invoke};
 use hubsync_tests::platform::Platform;
 use hubsync_tests::push::{PORTAL, PushSetup, acknowledge, sqs_event, take_all};
@@ -54,7 +55,7 @@ async fn post_webhook(setup: &PushSetup, body: &str, timestamp: i64, secret: &st
         .header("x-hubspot-signature-v3", &signature)
         .header("x-hubspot-request-timestamp", &timestamp)
         .raw_body("application/json", body);
-    invoke(&webhook_receiver::router(setup.world.deps.clone()), request).await
+    invoke(&webhook_receiver::router(setup.world.function(Function::WebhookReceiver).await), request).await
 }
 
 async fn inbound_messages(setup: &PushSetup) -> Vec<InboundMessage> {
@@ -64,14 +65,17 @@ async fn inbound_messages(setup: &PushSetup) -> Vec<InboundMessage> {
 
 /// Runs the inbound worker over what is on the inbound queue, as Lambda would.
 async fn drain_inbound(setup: &PushSetup, worker: &InboundWorker) -> usize {
+    // Lambda's poller receives and deletes; the handler backs off as the worker's role.
     let queue = &setup.world.deps.inbound.work;
+    let as_worker = setup.world.function(Function::InboundWorker).await.inbound.work;
     let mut failures = 0;
     loop {
         let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
         if batch.is_empty() {
             return failures;
         }
-        let response = inbound_worker::handle(worker, queue.as_ref(), sqs_event(&batch), setup.world.deadline()).await;
+        let response =
+            inbound_worker::handle(worker, as_worker.as_ref(), sqs_event(&batch), setup.world.deadline()).await;
         failures += acknowledge(queue.as_ref(), &batch, &response).await;
     }
 }
@@ -107,7 +111,8 @@ async fn a_signed_change_is_routed_to_the_connection_once_and_forgeries_are_refu
         assert_eq!(reply.json()["error"]["code"], "bad_signature", "{case}");
     }
     let unsigned = Event::new("POST", "/webhooks/hubspot").header("host", HOST).raw_body("application/json", &fresh);
-    let reply = invoke(&webhook_receiver::router(setup.world.deps.clone()), unsigned).await;
+    let reply =
+        invoke(&webhook_receiver::router(setup.world.function(Function::WebhookReceiver).await), unsigned).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert!(inbound_messages(&setup).await.is_empty(), "nothing unverified is queued");
 }
@@ -164,8 +169,8 @@ async fn a_failed_enqueue_answers_503_so_hubspot_retries_and_the_retry_is_proces
     let setup = PushSetup::new(inbound_config("https://platform.example.com/ingest")).await;
     let body = json!([event("501", "firstname", "Ada", now_ms(&setup))]).to_string();
     // A receiver whose inbound queue is gone.
-    let mut broken = setup.world.deps.clone();
-    let (gone, _) = hubsync_tests::sqs_queue_with_dlq(3, Duration::from_secs(30)).await;
+    let mut broken = setup.world.function(Function::WebhookReceiver).await;
+    let (gone, _) = hubsync_tests::sqs_queue_with_dlq("inbound", 3, Duration::from_secs(30)).await;
     let gone_url = gone.url().to_string();
     aws_sdk_sqs::Client::new(&hubsync_tests::aws_config().await)
         .delete_queue()
@@ -188,7 +193,8 @@ async fn a_failed_enqueue_answers_503_so_hubspot_retries_and_the_retry_is_proces
     let reply = invoke(&webhook_receiver::router(broken), request()).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
 
-    let reply = invoke(&webhook_receiver::router(setup.world.deps.clone()), request()).await;
+    let reply =
+        invoke(&webhook_receiver::router(setup.world.function(Function::WebhookReceiver).await), request()).await;
     assert_eq!(reply.json()["enqueued"], 1, "the retry is not taken for a duplicate: {}", reply.body);
 }
 
@@ -201,7 +207,7 @@ async fn changes_reach_the_platform_signed_typed_once_and_newest_first() {
         "contacts",
         json!({ "email": "ada@example.com", "firstname": "Ada", "num_employees": "12" }),
     );
-    let worker = inbound_worker(setup.world.deps.clone());
+    let worker = inbound_worker(setup.world.function(Function::InboundWorker).await);
 
     let now = now_ms(&setup);
     let body = json!([event(&ada, "firstname", "Ada", now), event(&ada, "num_employees", "12", now + 1)]).to_string();
@@ -234,7 +240,7 @@ async fn platform_answers_decide_skip_retry_or_park() {
     let (platform, ingest) = Platform::start("delivery-secret").await;
     let setup = PushSetup::new(inbound_config(&ingest)).await;
     let ada = setup.world.sim.seed(PORTAL, "contacts", json!({ "email": "ada@example.com", "firstname": "Ada" }));
-    let worker = inbound_worker(setup.world.deps.clone());
+    let worker = inbound_worker(setup.world.function(Function::InboundWorker).await);
     let now = now_ms(&setup);
 
     *platform.status.lock().unwrap() = "not_found";
@@ -277,7 +283,7 @@ async fn hubsyncs_own_pushed_values_coming_back_are_not_delivered() {
     let ada = setup.contact("ada@example.com").unwrap()["hs_object_id"].as_str().unwrap().to_string();
 
     // A workflow re-saves the value under another source: the value is still hubsync's own.
-    let worker = inbound_worker(setup.world.deps.clone());
+    let worker = inbound_worker(setup.world.function(Function::InboundWorker).await);
     let now = now_ms(&setup);
     post_webhook(&setup, &json!([event(&ada, "firstname", "Ada", now)]).to_string(), now, CLIENT_SECRET).await;
     assert_eq!(drain_inbound(&setup, &worker).await, 0);
@@ -309,7 +315,7 @@ async fn a_deal_trigger_reports_its_customer_and_line_items_once() {
     }
     let orphan =
         sim.seed(PORTAL, "deals", json!({ "dealname": "Nobody's order", "amount": "5", "dealstage": "closedwon" }));
-    let worker = inbound_worker(setup.world.deps.clone());
+    let worker = inbound_worker(setup.world.function(Function::InboundWorker).await);
 
     let now = now_ms(&setup);
     let mut won = event(&deal, "dealstage", "closedwon", now);
@@ -352,7 +358,7 @@ async fn a_bump_of_the_bidirectional_counter_pulls_the_contacts_mapped_propertie
         "contacts",
         json!({ "email": "ada@example.com", "firstname": "Ada", "acme_changed": "1" }),
     );
-    let worker = inbound_worker(setup.world.deps.clone());
+    let worker = inbound_worker(setup.world.function(Function::InboundWorker).await);
     let now = now_ms(&setup);
     post_webhook(&setup, &json!([event(&ada, "acme_changed", "1", now)]).to_string(), now, CLIENT_SECRET).await;
     assert_eq!(drain_inbound(&setup, &worker).await, 0);
@@ -378,7 +384,7 @@ async fn a_contact_carries_its_companys_fields_and_a_company_change_reaches_each
     let grace = sim.seed(PORTAL, "contacts", json!({ "email": "grace@example.com", "firstname": "Grace" }));
     sim.associate(PORTAL, "contacts", &ada, "companies", &acme);
     sim.associate(PORTAL, "contacts", &grace, "companies", &acme);
-    let worker = inbound_worker(setup.world.deps.clone());
+    let worker = inbound_worker(setup.world.function(Function::InboundWorker).await);
 
     let now = now_ms(&setup);
     post_webhook(&setup, &json!([event(&ada, "firstname", "Ada", now)]).to_string(), now, CLIENT_SECRET).await;
@@ -414,7 +420,7 @@ async fn deletions_and_merges_arrive_as_such_and_a_platform_outage_is_retried() 
     let setup = PushSetup::new(inbound_config(&ingest)).await;
     let sim = &setup.world.sim;
     let ada = sim.seed(PORTAL, "contacts", json!({ "email": "ada@example.com", "firstname": "Ada" }));
-    let worker = inbound_worker(setup.world.deps.clone());
+    let worker = inbound_worker(setup.world.function(Function::InboundWorker).await);
     let now = now_ms(&setup);
 
     *platform.status.lock().unwrap() = "http_503";
@@ -453,7 +459,7 @@ async fn a_store_error_on_a_later_portal_releases_every_event_of_the_request() {
         json!({ "version": 0, "config": inbound_config("https://platform.example.com/ingest") }),
     )
     .unwrap();
-    hubsync::console::configs::save(&world.deps, &stored, &config).await.unwrap();
+    hubsync::console::configs::save(&world.function(Function::ConsoleApi).await, &stored, &config).await.unwrap();
     world.break_config(&connection).await;
 
     let now = now_ms(&setup);
@@ -502,7 +508,7 @@ async fn a_refused_write_leaves_no_trace_and_the_same_value_set_in_hubspot_is_ne
     setup.world.sim.edit_as_user(PORTAL, "contacts", &ada, json!({ "firstname": "Augusta" }));
     let now = now_ms(&setup);
     post_webhook(&setup, &json!([event(&ada, "firstname", "Augusta", now)]).to_string(), now, CLIENT_SECRET).await;
-    assert_eq!(drain_inbound(&setup, &inbound_worker(setup.world.deps.clone())).await, 0);
+    assert_eq!(drain_inbound(&setup, &inbound_worker(setup.world.function(Function::InboundWorker).await)).await, 0);
     let records = platform.records();
     assert_eq!(records.last().map(|r| r["fields"]["first_name"].clone()), Some(json!("Augusta")), "{records:?}");
 }

@@ -154,7 +154,7 @@ pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
         client_id,
         client_secret,
         delivery_signing_secret: delivery_signing_secret.clone(),
-        token_encryption_key: random_key(),
+        token_encryption_key: Some(random_key()),
     };
     let store = Arc::new(MemoryStore::new());
     add_tenant(store.as_ref(), DEMO_TENANT, DEMO_API_KEY).await;
@@ -262,7 +262,7 @@ fn spawn_workers(deps: &Deps, [push, inbound, bulk]: &[LocalQueue; 3]) -> Vec<to
         )),
         tokio::spawn(run_worker(
             deps.clone(),
-            Box::new(inbound::pull_worker(deps.clone())),
+            Box::new(inbound::bulk_worker(deps.clone())),
             bulk.work.clone(),
             BULK_WORKER_TIMEOUT,
         )),

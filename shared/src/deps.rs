@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::adapters::{DynamoStore, SecretsManagerSource, SqsQueue, load_aws_config};
+use aws_config::SdkConfig;
+
+use crate::adapters::{AppSecretDataKeys, DynamoStore, KmsDataKeys, SecretsManagerSource, SqsQueue, load_aws_config};
 use crate::connect::tokens::TokenProvider;
 use crate::hubspot::HubSpotClient;
 use crate::inbound::PlatformClient;
-use crate::ports::{Clock, IdSource, Queue, RandomIds, SecretSource, Store, SystemClock};
+use crate::ports::{Clock, DataKeys, IdSource, Queue, RandomIds, SecretSource, Store, SystemClock};
 use crate::settings::Settings;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -56,7 +58,9 @@ impl Deps {
         queues: Queues,
     ) -> Self {
         let Queues { push, inbound, bulk } = queues;
-        let tokens = Arc::new(TokenProvider::new(store.clone(), secrets.clone(), hubspot.clone(), clock.clone()));
+        // Without KMS (locally, in-process tests) data keys are wrapped with the app secret's key.
+        let keys = Arc::new(AppSecretDataKeys::new(secrets.clone()));
+        let tokens = Arc::new(TokenProvider::new(store.clone(), secrets.clone(), keys, hubspot.clone(), clock.clone()));
         Deps {
             store,
             secrets,
@@ -75,28 +79,81 @@ impl Deps {
     /// The production wiring: DynamoDB, Secrets Manager and HubSpot, named by the environment
     /// that template.yaml sets (`HUBSYNC_TABLE`, `HUBSYNC_APP_SECRET_ID`, the queue URLs, `HUBSYNC_*`).
     pub async fn from_env() -> Result<Deps, BoxError> {
-        let required = |name: &str| std::env::var(name).map_err(|_| format!("environment variable {name} is required"));
         let settings = Settings::from_env()?;
-        let aws = load_aws_config().await;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), required("HUBSYNC_TABLE")?);
-        let secrets =
-            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&aws), required("HUBSYNC_APP_SECRET_ID")?);
+        let resources = AwsResources::from_env()?;
         let hubspot = HubSpotClient::new(&settings.hubspot_api_url, &settings.hubspot_app_url)?;
-        let sqs = aws_sdk_sqs::Client::new(&aws);
-        let queue = |name: &str| -> Result<Arc<dyn Queue>, BoxError> {
-            Ok(Arc::new(SqsQueue::new(sqs.clone(), required(name)?)))
+        Ok(Deps::on_aws(&load_aws_config().await, &resources, hubspot, settings, Arc::new(SystemClock)))
+    }
+
+    /// Clients for `resources`, signed with the credentials of `aws`: a function's role in AWS,
+    /// that function's principal in the tests.
+    pub fn on_aws(
+        aws: &SdkConfig,
+        resources: &AwsResources,
+        hubspot: HubSpotClient,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Deps {
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), resources.table.clone());
+        let secrets =
+            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), resources.app_secret_id.clone());
+        let sqs = aws_sdk_sqs::Client::new(aws);
+        let pair = |urls: &QueueUrls| QueuePair {
+            work: Arc::new(SqsQueue::new(sqs.clone(), urls.work.clone())),
+            parked: Arc::new(SqsQueue::new(sqs.clone(), urls.parked.clone())),
         };
-        let push = QueuePair { work: queue("HUBSYNC_PUSH_QUEUE_URL")?, parked: queue("HUBSYNC_PUSH_DLQ_URL")? };
-        let inbound =
-            QueuePair { work: queue("HUBSYNC_INBOUND_QUEUE_URL")?, parked: queue("HUBSYNC_INBOUND_DLQ_URL")? };
-        let bulk = QueuePair { work: queue("HUBSYNC_BULK_QUEUE_URL")?, parked: queue("HUBSYNC_BULK_DLQ_URL")? };
-        Ok(Deps::new(
-            Arc::new(store),
-            Arc::new(secrets),
-            hubspot,
-            settings,
-            Arc::new(SystemClock),
-            Queues { push, inbound, bulk },
-        ))
+        let queues =
+            Queues { push: pair(&resources.push), inbound: pair(&resources.inbound), bulk: pair(&resources.bulk) };
+        let keys = Arc::new(KmsDataKeys::new(aws_sdk_kms::Client::new(aws), resources.token_key_id.clone()));
+        Deps::new(Arc::new(store), Arc::new(secrets), hubspot, settings, clock, queues).with_data_keys(keys)
+    }
+
+    /// The same dependencies, with stored tokens' data keys from `keys`.
+    pub fn with_data_keys(mut self, keys: Arc<dyn DataKeys>) -> Deps {
+        self.tokens = Arc::new(TokenProvider::new(
+            self.store.clone(),
+            self.secrets.clone(),
+            keys,
+            self.hubspot.clone(),
+            self.clock.clone(),
+        ));
+        self
+    }
+}
+
+/// A work queue's URL and its dead-letter queue's.
+#[derive(Debug, Clone)]
+pub struct QueueUrls {
+    pub work: String,
+    pub parked: String,
+}
+
+/// Where a deployment keeps its state, secrets and work: the resources template.yaml creates.
+#[derive(Debug, Clone)]
+pub struct AwsResources {
+    pub table: String,
+    pub app_secret_id: String,
+    /// The KMS key that wraps the data keys of stored tokens.
+    pub token_key_id: String,
+    pub push: QueueUrls,
+    pub inbound: QueueUrls,
+    pub bulk: QueueUrls,
+}
+
+impl AwsResources {
+    /// Named by the environment template.yaml sets for every function.
+    pub fn from_env() -> Result<AwsResources, BoxError> {
+        let required = |name: &str| std::env::var(name).map_err(|_| format!("environment variable {name} is required"));
+        let urls = |work: &str, parked: &str| -> Result<QueueUrls, BoxError> {
+            Ok(QueueUrls { work: required(work)?, parked: required(parked)? })
+        };
+        Ok(AwsResources {
+            table: required("HUBSYNC_TABLE")?,
+            app_secret_id: required("HUBSYNC_APP_SECRET_ID")?,
+            token_key_id: required("HUBSYNC_TOKEN_KEY_ID")?,
+            push: urls("HUBSYNC_PUSH_QUEUE_URL", "HUBSYNC_PUSH_DLQ_URL")?,
+            inbound: urls("HUBSYNC_INBOUND_QUEUE_URL", "HUBSYNC_INBOUND_DLQ_URL")?,
+            bulk: urls("HUBSYNC_BULK_QUEUE_URL", "HUBSYNC_BULK_DLQ_URL")?,
+        })
     }
 }

@@ -26,7 +26,7 @@ use hubsync::adapters::DynamoStore;
 use hubsync_tests::bench::env;
 use hubsync_tests::lambda::Event;
 use hubsync_tests::runtime_api::{Outcome, RuntimeApi};
-use hubsync_tests::{aws_config, aws_endpoint, unique_name};
+use hubsync_tests::{Function, access_key, aws_config, aws_endpoint, unique_name};
 use serde_json::{Value, json};
 
 /// Every Lambda function of template.yaml, by binary name.
@@ -128,7 +128,7 @@ fn release_dir() -> PathBuf {
     target.join("release")
 }
 
-/// A table, the six queues and the app secret on moto, as template.yaml's stack has them;
+/// A table, the six queues, the app secret and the token key on moto, as template.yaml's stack has them;
 /// returns the environment every function gets (template.yaml's `Globals` and
 /// `HUBSYNC_WEBHOOK_*`), and what points the AWS SDK at moto.
 async fn deployment_on_moto() -> Vec<(String, String)> {
@@ -145,7 +145,10 @@ async fn deployment_on_moto() -> Vec<(String, String)> {
         "HUBSYNC_BULK_QUEUE_URL",
         "HUBSYNC_BULK_DLQ_URL",
     ] {
-        let name = unique_name(&variable.to_ascii_lowercase().replace('_', "-"));
+        // Named as the tests' moto matches template.yaml's queues: `hubsync-<id>-push(-dlq)`.
+        let role = variable.trim_start_matches("HUBSYNC_").trim_end_matches("_URL").to_ascii_lowercase();
+        let role = role.replace("_queue", "").replace('_', "-");
+        let name = format!("{}-{role}", unique_name("hubsync"));
         let created = sqs.create_queue().queue_name(name).send().await.expect("create a queue on moto");
         environment.push((variable.to_string(), created.queue_url().expect("a queue URL").to_string()));
     }
@@ -153,8 +156,15 @@ async fn deployment_on_moto() -> Vec<(String, String)> {
     let secret = json!({
         "client_id": "cold-start-client", "client_secret": "cold-start-secret",
         "delivery_signing_secret": "cold-start-delivery-secret",
-        "token_encryption_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
     });
+    let token_key = aws_sdk_kms::Client::new(&aws)
+        .create_key()
+        .send()
+        .await
+        .expect("create the token key on moto")
+        .key_metadata
+        .and_then(|key| key.arn)
+        .expect("a key ARN");
     aws_sdk_secretsmanager::Client::new(&aws)
         .create_secret()
         .name(&secret_id)
@@ -165,6 +175,7 @@ async fn deployment_on_moto() -> Vec<(String, String)> {
     let fixed = [
         ("HUBSYNC_TABLE", table.as_str()),
         ("HUBSYNC_APP_SECRET_ID", secret_id.as_str()),
+        ("HUBSYNC_TOKEN_KEY_ID", token_key.as_str()),
         ("HUBSYNC_OAUTH_REDIRECT_URI", "https://sync.example.com/oauth/callback"),
         ("HUBSYNC_ALLOWED_RETURN_ORIGINS", "https://console.example.com"),
         ("HUBSYNC_ALLOW_SHARED_PORTALS", "false"),
@@ -172,8 +183,6 @@ async fn deployment_on_moto() -> Vec<(String, String)> {
         ("HUBSYNC_WEBHOOK_LEGACY_SIGNATURES", "false"),
         ("AWS_ENDPOINT_URL", aws_endpoint()),
         ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
     ];
     environment.extend(fixed.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     environment
@@ -187,10 +196,15 @@ async fn cold_start(
     deployment: &[(String, String)],
 ) -> (Duration, Duration, String) {
     let runtime = RuntimeApi::start().await;
+    // Signed as the function's role: its template.yaml policy, as moto enforces it.
+    let principal = Function::ALL.into_iter().find(|f| f.binary() == function).expect("a template function");
+    let (key_id, secret) = access_key(principal.logical_id());
     let spawned = Instant::now();
     let child = Command::new(binary)
         .env_clear()
         .envs(deployment.iter().map(|(k, v)| (k, v)))
+        .env("AWS_ACCESS_KEY_ID", key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
         .env("AWS_LAMBDA_FUNCTION_NAME", function)
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")

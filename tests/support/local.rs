@@ -11,7 +11,10 @@ pub async fn start_local() -> LocalRunner {
     let app = running.deps.secrets.app_secrets().await.expect("the local runner's secrets");
     secrets.register(SecretKind::ClientSecret, app.client_secret.expose());
     secrets.register(SecretKind::DeliverySigningSecret, app.delivery_signing_secret.expose());
-    secrets.register(SecretKind::TokenEncryptionKey, app.token_encryption_key.expose());
+    secrets.register(
+        SecretKind::TokenEncryptionKey,
+        app.token_encryption_key.as_ref().expect("the local runner's master key").expose(),
+    );
     secrets.register(SecretKind::ConsoleApiKey, DEMO_API_KEY);
     LocalRunner { running: Some(running), secrets }
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use axum::http::StatusCode;
 
+use crate::Function;
 use crate::lambda::{Event, Reply, invoke};
 use crate::world::{CONSOLE, REDIRECT_URI, World};
 
@@ -24,14 +25,14 @@ pub async fn consent(authorize_url: &str) -> String {
 
 /// Starts an install as the console would; returns HubSpot's authorize URL.
 pub async fn start(world: &World, key: &str) -> String {
-    let handler = oauth_callback::router(world.deps.clone());
+    let handler = oauth_callback::router(world.function(Function::OAuthCallback).await);
     let reply = invoke(&handler, Event::get(&format!("/oauth/install?return_to={CONSOLE}/hubspot")).bearer(key)).await;
     assert_eq!(reply.status, StatusCode::FOUND, "{}", reply.body);
     reply.location().to_string()
 }
 
 pub async fn callback(world: &World, callback_query: &str) -> Reply {
-    let handler = oauth_callback::router(world.deps.clone());
+    let handler = oauth_callback::router(world.function(Function::OAuthCallback).await);
     invoke(&handler, Event::get(&format!("/oauth/callback?{callback_query}"))).await
 }
 

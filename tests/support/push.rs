@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hubsync::console::configs;
+use hubsync::deps::Deps;
 use hubsync::domain::{Connection, ConnectionId, Secret, SyncRun, VersionedConfig};
 use hubsync::outbound::{PushWorker, push_worker};
 use hubsync::ports::{OutgoingMessage, Queue, ReceivedMessage};
-use hubsync::work::ParkedMessage;
+use hubsync::work::{ParkedMessage, QueueWorker};
 use serde_json::{Value, json};
 
+use crate::Function;
 use crate::oauth::install;
 use crate::world::World;
 
@@ -21,6 +23,8 @@ pub struct PushSetup {
     pub world: World,
     pub key: Secret,
     pub connection: Connection,
+    /// The push worker's dependencies, signed as its role.
+    pub push_deps: Deps,
     pub worker: PushWorker,
 }
 
@@ -49,9 +53,12 @@ impl PushSetup {
         let id = install(&world, key.expose()).await;
         let connection = world.deps.store.get_connection(&ConnectionId::new(&id)).await.unwrap().unwrap();
         let update: VersionedConfig = serde_json::from_value(json!({ "version": 0, "config": config })).unwrap();
-        configs::save(&world.deps, &connection, &update).await.expect("the config is valid");
-        let worker = push_worker(world.deps.clone());
-        PushSetup { world, key, connection, worker }
+        configs::save(&world.function(Function::ConsoleApi).await, &connection, &update)
+            .await
+            .expect("the config is valid");
+        let push_deps = world.function(Function::PushWorker).await;
+        let worker = push_worker(push_deps.clone());
+        PushSetup { world, key, connection, push_deps, worker }
     }
 
     /// A version-1 push message for this connection.
@@ -95,7 +102,7 @@ impl PushSetup {
     /// What Lambda does with a batch: hands it to the handler as SQS event JSON, then deletes
     /// every message the response does not report as failed.
     pub async fn invoke(&self, worker: &PushWorker, batch: &[ReceivedMessage]) -> SqsBatchResponse {
-        let queue = &self.world.deps.push.work;
+        let queue = &self.push_deps.push.work;
         let response = push_worker::handle(worker, queue.as_ref(), sqs_event(batch), self.world.deadline()).await;
         acknowledge(queue.as_ref(), batch, &response).await;
         response
@@ -110,6 +117,28 @@ impl PushSetup {
                 return failures;
             }
             failures.extend(response.batch_item_failures.into_iter().map(|f| f.item_identifier));
+        }
+    }
+
+    /// Runs bulk jobs (pulls, redrives) as Lambda would until the bulk queue is empty; returns
+    /// how many ran. Panics if one fails.
+    pub async fn drain_bulk(&self, worker: &dyn QueueWorker) -> usize {
+        // Lambda's poller receives and deletes; the handler backs off as the worker's role.
+        let queue = &self.world.deps.bulk.work;
+        let as_worker = self.world.function(Function::BulkWorker).await.bulk.work;
+        let mut jobs = 0;
+        loop {
+            let batch = queue.receive(10, Duration::from_millis(300)).await.unwrap();
+            if batch.is_empty() {
+                return jobs;
+            }
+            jobs += batch.len();
+            let response =
+                bulk_worker::handle(worker, as_worker.as_ref(), sqs_event(&batch), self.world.deadline()).await;
+            if acknowledge(queue.as_ref(), &batch, &response).await > 0 {
+                let latest = self.runs().await.pop().map(|run| run.counts);
+                panic!("a bulk job failed; the latest run counted {latest:?}");
+            }
         }
     }
 

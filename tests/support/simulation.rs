@@ -291,7 +291,7 @@ impl Deployment {
             client_id: CLIENT_ID.into(),
             client_secret: Secret::new(CLIENT_SECRET),
             delivery_signing_secret: Secret::new(DELIVERY_SIGNING_SECRET),
-            token_encryption_key: Secret::new(TOKEN_ENCRYPTION_KEY),
+            token_encryption_key: Some(Secret::new(TOKEN_ENCRYPTION_KEY)),
         };
         let base = format!("https://{HUBSPOT_HOST}");
         let options =
@@ -299,11 +299,11 @@ impl Deployment {
         let hubspot = HubSpotClient::with_transport(options, network.clone()).unwrap();
         let mut settings = settings(&base);
         settings.webhook_url = Some(format!("https://{HUBSYNC_HOST}/webhooks/hubspot"));
-        // As template.yaml has them: 6-minute visibility for the workers, 16 for pulls.
+        // As template.yaml has them: 6-minute visibility for the workers, 90 for bulk jobs.
         let queues = [
             SimQueue::new(Duration::from_secs(360)),
             SimQueue::new(Duration::from_secs(360)),
-            SimQueue::new(Duration::from_secs(960)),
+            SimQueue::new(Duration::from_secs(5400)),
         ];
         let mut deps = Deps::new(
             Arc::new(store),
@@ -400,7 +400,7 @@ impl Lambdas {
         let deps = &deployment.deps;
         let push = Arc::new(hubsync::outbound::push_worker(deps.clone()));
         let inbound = Arc::new(hubsync::inbound::inbound_worker(deps.clone()));
-        let bulk = Arc::new(hubsync::inbound::pull_worker(deps.clone()));
+        let bulk = Arc::new(hubsync::inbound::bulk_worker(deps.clone()));
         let functions = [
             Function {
                 queue: deployment.queues[0].work.clone(),
@@ -426,7 +426,7 @@ impl Lambdas {
                 batch_size: 1,
                 handler: Arc::new(move |queue, event, deadline| {
                     let worker = bulk.clone();
-                    Box::pin(async move { bulk_worker::handle(&worker, queue.as_ref(), event, deadline).await })
+                    Box::pin(async move { bulk_worker::handle(&*worker, queue.as_ref(), event, deadline).await })
                 }),
             },
         ];

@@ -1,11 +1,12 @@
-//! A complete hubsync deployment for one test: DynamoDB and Secrets Manager on moto, the HubSpot
-//! simulator, and a clock the test moves.
+//! A complete hubsync deployment for one test: DynamoDB, SQS and Secrets Manager on moto, the
+//! HubSpot simulator, and a clock the test moves. `World::deps` signs as the tests' administrator,
+//! for setting up and inspecting; a function's code runs on [`World::function`]'s dependencies,
+//! signed as that function's role in template.yaml.
 
 use std::sync::{Arc, Mutex};
 
 use hubspot_sim::{RunningSimulator, SimConfig};
-use hubsync::adapters::SecretsManagerSource;
-use hubsync::deps::{Deps, QueuePair, Queues};
+use hubsync::deps::{AwsResources, Deps, QueueUrls};
 use hubsync::domain::{ApiKeyRecord, ConnectionId, Secret, Tenant, TenantId};
 use hubsync::hubspot::HubSpotClient;
 use hubsync::ports::Clock;
@@ -13,6 +14,7 @@ use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settin
 use hubsync::work::Deadline;
 use time::{Duration, OffsetDateTime};
 
+use crate::Function;
 use crate::logs::{SecretKind, SecretWatch};
 
 pub const REDIRECT_URI: &str = "https://hubsync.example.com/oauth/callback";
@@ -39,7 +41,10 @@ impl Clock for ManualClock {
 }
 
 pub struct World {
+    /// The deployment as the tests' administrator sees it: for setup and assertions.
     pub deps: Deps,
+    /// The deployment's table, secret and queues.
+    pub resources: AwsResources,
     /// The DynamoDB table behind `deps.store`.
     pub table: String,
     /// The URLs of the push, inbound and bulk work queues.
@@ -86,35 +91,50 @@ impl World {
             "delivery_signing_secret": DELIVERY_SIGNING_SECRET,
             "token_encryption_key": TOKEN_ENCRYPTION_KEY,
         });
-        let secrets_client = aws_sdk_secretsmanager::Client::new(&aws);
-        secrets_client.create_secret().name(&secret_name).secret_string(secret.to_string()).send().await.unwrap();
+        aws_sdk_secretsmanager::Client::new(&aws)
+            .create_secret()
+            .name(&secret_name)
+            .secret_string(secret.to_string())
+            .send()
+            .await
+            .unwrap();
         let mut settings = settings(&sim.base_url());
         adjust(&mut settings);
         let clock = Arc::new(ManualClock(Mutex::new(Duration::ZERO)));
         let hubspot = HubSpotClient::new(&sim.base_url(), &sim.base_url()).unwrap();
-        let (push, push_url) = queue_pair().await;
-        let (inbound, inbound_url) = queue_pair().await;
-        let (bulk, bulk_url) = queue_pair().await;
-        let deps = Deps::new(
-            Arc::new(store),
-            Arc::new(SecretsManagerSource::new(secrets_client, secret_name)),
-            hubspot,
-            settings,
-            clock.clone(),
-            Queues { push, inbound, bulk },
-        );
-        World { deps, table, work_queues: [push_url, inbound_url, bulk_url], sim, clock, secrets }
+        let token_key = aws_sdk_kms::Client::new(&aws)
+            .create_key()
+            .description("hubsync tests: wraps the data keys of stored tokens")
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .expect("key metadata")
+            .arn
+            .expect("a key ARN");
+        let resources = AwsResources {
+            table: table.clone(),
+            app_secret_id: secret_name,
+            token_key_id: token_key,
+            push: queue_pair("push").await,
+            inbound: queue_pair("inbound").await,
+            bulk: queue_pair("bulk").await,
+        };
+        let deps = Deps::on_aws(&aws, &resources, hubspot, settings, clock.clone());
+        let work_queues = [resources.push.work.clone(), resources.inbound.work.clone(), resources.bulk.work.clone()];
+        World { deps, resources, table, work_queues, sim, clock, secrets }
     }
 
-    /// Another Lambda instance of the same deployment: same store and secrets, own memory.
-    pub fn another_instance(&self) -> Deps {
-        Deps::new(
-            self.deps.store.clone(),
-            self.deps.secrets.clone(),
+    /// `function`'s dependencies, as a new Lambda instance of it has them: the deployment's
+    /// store, secrets and queues, signed as the function's role in template.yaml, own memory.
+    pub async fn function(&self, function: Function) -> Deps {
+        let aws = crate::aws_config_as(function).await;
+        Deps::on_aws(
+            &aws,
+            &self.resources,
             self.deps.hubspot.clone(),
             (*self.deps.settings).clone(),
             self.clock.clone(),
-            Queues { push: self.deps.push.clone(), inbound: self.deps.inbound.clone(), bulk: self.deps.bulk.clone() },
         )
     }
 
@@ -141,6 +161,24 @@ impl World {
             .unwrap();
     }
 
+    /// Puts a new client secret into the deployment's app secret (Secrets Manager), as an
+    /// operator rotating the HubSpot app's secret does.
+    pub async fn rotate_client_secret(&self, client_secret: &str) {
+        self.secrets.register(SecretKind::ClientSecret, client_secret);
+        let secret = serde_json::json!({
+            "client_id": CLIENT_ID,
+            "client_secret": client_secret,
+            "delivery_signing_secret": DELIVERY_SIGNING_SECRET,
+        });
+        aws_sdk_secretsmanager::Client::new(&crate::aws_config().await)
+            .put_secret_value()
+            .secret_id(&self.resources.app_secret_id)
+            .secret_string(secret.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// A tenant with a console API key; returns the key.
     pub async fn tenant(&self, id: &str) -> Secret {
         let now = OffsetDateTime::now_utc();
@@ -160,11 +198,10 @@ impl Drop for World {
     }
 }
 
-/// A fresh SQS queue on moto with its dead-letter queue; and the work queue's URL.
-async fn queue_pair() -> (QueuePair, String) {
-    let (work, parked) = crate::sqs_queue_with_dlq(8, std::time::Duration::from_secs(30)).await;
-    let url = work.url().to_string();
-    (QueuePair { work: Arc::new(work), parked: Arc::new(parked) }, url)
+/// A fresh SQS queue on moto with its dead-letter queue, for template.yaml's queues of `role`.
+async fn queue_pair(role: &str) -> QueueUrls {
+    let (work, parked) = crate::sqs_queue_with_dlq(role, 8, std::time::Duration::from_secs(30)).await;
+    QueueUrls { work: work.url().to_string(), parked: parked.url().to_string() }
 }
 
 /// Messages on these SQS queues, visible, in flight or delayed (SQS's approximate counts).

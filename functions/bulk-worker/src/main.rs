@@ -9,7 +9,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     hubsync::telemetry::init_lambda();
     let deps = Deps::from_env().await?;
-    let worker = hubsync::inbound::pull_worker(deps.clone());
+    let worker = hubsync::inbound::bulk_worker(deps.clone());
     let queue = deps.bulk.work.clone();
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let (worker, queue) = (&worker, queue.clone());

@@ -1,13 +1,17 @@
-//! Implementations of the ports: on AWS (DynamoDB, SQS, Secrets Manager) and embedded in-process
+//! Implementations of the ports: on AWS (DynamoDB, SQS, Secrets Manager, KMS) and embedded in-process
 //! (for unit tests and the local runner). Both kinds pass the same contract suites.
 
 pub mod dynamodb;
+pub mod kms;
+pub mod local_keys;
 pub mod memory_queue;
 pub mod memory_store;
 pub mod secrets;
 pub mod sqs;
 
 pub use dynamodb::DynamoStore;
+pub use kms::KmsDataKeys;
+pub use local_keys::AppSecretDataKeys;
 pub use memory_queue::{MemoryQueue, Redrive};
 pub use memory_store::MemoryStore;
 pub use secrets::{SecretsManagerSource, StaticSecrets};

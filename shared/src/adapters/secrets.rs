@@ -1,24 +1,32 @@
-//! App secrets from AWS Secrets Manager (cached per cold start), or given directly for the
-//! local runner and tests.
+//! App secrets from AWS Secrets Manager (held for [`SECRET_TTL`], so a rotation reaches warm
+//! instances), or given directly for the local runner and tests.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
-use tokio::sync::OnceCell;
 
 use crate::ports::{AppSecrets, SecretSource, SecretsError};
+
+/// How long an instance uses the secret it read before reading it again.
+pub const SECRET_TTL: Duration = Duration::from_secs(5 * 60);
 
 pub struct SecretsManagerSource {
     client: Client,
     secret_id: String,
-    cached: OnceCell<Arc<AppSecrets>>,
+    /// The secret read last, and when.
+    cached: Mutex<Option<(Arc<AppSecrets>, Instant)>>,
 }
 
 impl SecretsManagerSource {
     pub fn new(client: Client, secret_id: impl Into<String>) -> Self {
-        SecretsManagerSource { client, secret_id: secret_id.into(), cached: OnceCell::new() }
+        SecretsManagerSource { client, secret_id: secret_id.into(), cached: Mutex::new(None) }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<(Arc<AppSecrets>, Instant)>> {
+        self.cached.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn fetch(&self) -> Result<Arc<AppSecrets>, SecretsError> {
@@ -40,8 +48,28 @@ impl SecretsManagerSource {
 #[async_trait]
 impl SecretSource for SecretsManagerSource {
     async fn app_secrets(&self) -> Result<Arc<AppSecrets>, SecretsError> {
-        // A failed fetch is not cached: the next call tries again.
-        self.cached.get_or_try_init(|| self.fetch()).await.cloned()
+        let held = self.held().clone();
+        if let Some((secrets, at)) = &held
+            && at.elapsed() < SECRET_TTL
+        {
+            return Ok(secrets.clone());
+        }
+        match self.fetch().await {
+            Ok(fresh) => {
+                *self.held() = Some((fresh.clone(), Instant::now()));
+                Ok(fresh)
+            }
+            // Secrets Manager failing for a moment should not stop work the held secret can do.
+            Err(SecretsError::Unavailable(reason)) if held.is_some() => {
+                tracing::warn!(%reason, "could not re-read the app secret; using the one held");
+                Ok(held.expect("checked").0)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn invalidate(&self) {
+        *self.held() = None;
     }
 }
 

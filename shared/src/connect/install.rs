@@ -223,18 +223,11 @@ async fn register(
     tracing::info!(connection = %connection.id, tenant = %tenant, portal = connection.portal_id, "HubSpot app installed");
     if was_stopped {
         // Work parked while the connection could not reach HubSpot goes out again now: the
-        // platform's changes, HubSpot's changes waiting for delivery, and pulls.
-        for (work, queues) in
-            [("platform changes", &deps.push), ("HubSpot changes", &deps.inbound), ("pull jobs", &deps.bulk)]
-        {
-            match crate::work::redrive(&*queues.parked, &*queues.work, Some(&connection.id)).await {
-                Ok(report) => {
-                    tracing::info!(connection = %connection.id, replayed = report.replayed, "parked {work} redriven")
-                }
-                Err(err) => {
-                    tracing::warn!(connection = %connection.id, error = %err, "could not redrive parked {work}")
-                }
-            }
+        // platform's changes, HubSpot's changes waiting for delivery, and pulls. The bulk worker
+        // does it (work/redrive.rs); should asking fail, the work stays parked with its reasons
+        // for the console's redrive.
+        if let Err(err) = crate::work::queue_redrive(deps, &connection.id).await {
+            tracing::error!(connection = %connection.id, error = %err, "could not ask for the parked work to be redriven");
         }
     }
     Ok(connection)

@@ -3,8 +3,11 @@
 //! Tokens are refreshed ahead of expiry. Across all concurrent Lambdas only one refresh runs per
 //! connection at a time (the store's refresh lease); the others wait for its result instead of
 //! refreshing too, because HubSpot invalidates nothing on refresh but every refresh costs a call
-//! and races would store tokens out of order. A refresh token HubSpot refuses marks the connection
-//! `needs_reauth`, so its jobs wait instead of failing one by one.
+//! and races would store tokens out of order. A refresh token HubSpot refuses (`BAD_REFRESH_TOKEN`,
+//! `invalid_grant`) marks the connection `needs_reauth`, so its jobs wait instead of failing one by
+//! one. Anything else the token endpoint answers is not about one connection: a refused client
+//! secret (re-read once, as after a rotation), a 5xx or an unexpected answer is retried and logged
+//! as an error for the alarms, and never marks a connection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,8 +17,8 @@ use time::{Duration, OffsetDateTime};
 
 use crate::connect::vault::{OAuthTokens, TokenVault};
 use crate::domain::{Connection, ConnectionId, ConnectionStatus, Secret, TokenRecord};
-use crate::hubspot::{ErrorClass, HubSpotClient, HubSpotError};
-use crate::ports::{Clock, SecretSource, Store, StoreError};
+use crate::hubspot::{HubSpotClient, HubSpotError};
+use crate::ports::{Clock, DataKeys, SecretSource, Store, StoreError};
 
 /// Refresh this long before HubSpot's expiry, so no call starts with a token about to die.
 pub const REFRESH_AHEAD: Duration = Duration::minutes(5);
@@ -48,23 +51,22 @@ pub struct TokenProvider {
     secrets: Arc<dyn SecretSource>,
     hubspot: HubSpotClient,
     clock: Arc<dyn Clock>,
+    vault: TokenVault,
     /// Decrypted tokens this instance already holds, so a warm Lambda reads the store rarely.
     cache: Mutex<HashMap<ConnectionId, (Secret, OffsetDateTime)>>,
 }
 
 impl TokenProvider {
+    /// `keys` wrap the data keys that encrypt stored tokens (KMS in AWS).
     pub fn new(
         store: Arc<dyn Store>,
         secrets: Arc<dyn SecretSource>,
+        keys: Arc<dyn DataKeys>,
         hubspot: HubSpotClient,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        TokenProvider { store, secrets, hubspot, clock, cache: Mutex::new(HashMap::new()) }
-    }
-
-    async fn vault(&self) -> Result<TokenVault, TokenError> {
-        let secrets = self.secrets.app_secrets().await.map_err(|e| TokenError::Unavailable(e.to_string()))?;
-        TokenVault::new(&secrets.token_encryption_key).map_err(|e| TokenError::Unavailable(e.to_string()))
+        let vault = TokenVault::new(keys, secrets.clone());
+        TokenProvider { store, secrets, hubspot, clock, vault, cache: Mutex::new(HashMap::new()) }
     }
 
     fn is_fresh(&self, expires_at: OffsetDateTime) -> bool {
@@ -78,13 +80,9 @@ impl TokenProvider {
         tokens: &OAuthTokens,
         expires_in_secs: u64,
     ) -> Result<(), TokenError> {
-        let vault = self.vault().await?;
         let access_expires_at = self.clock.now() + Duration::seconds(expires_in_secs as i64);
-        let record = TokenRecord {
-            connection_id: connection.clone(),
-            sealed: vault.seal(connection, tokens),
-            access_expires_at,
-        };
+        let sealed = self.vault.seal(connection, tokens).await.map_err(|e| TokenError::Unavailable(e.to_string()))?;
+        let record = TokenRecord { connection_id: connection.clone(), sealed, access_expires_at };
         self.store.put_tokens(&record).await?;
         self.remember(connection, &tokens.access_token, access_expires_at);
         Ok(())
@@ -133,7 +131,7 @@ impl TokenProvider {
         let record =
             self.store.get_tokens(connection).await?.ok_or_else(|| TokenError::NotConnected(connection.clone()))?;
         let tokens =
-            self.vault().await?.open(connection, &record.sealed).map_err(|e| TokenError::Unavailable(e.to_string()))?;
+            self.vault.open(connection, &record.sealed).await.map_err(|e| TokenError::Unavailable(e.to_string()))?;
         Ok((tokens, record.access_expires_at))
     }
 
@@ -180,8 +178,13 @@ impl TokenProvider {
         if self.usable(&tokens, expires_at, rejected) {
             return Ok(tokens.access_token);
         }
-        let secrets = self.secrets.app_secrets().await.map_err(|e| TokenError::Unavailable(e.to_string()))?;
-        match self.hubspot.refresh_token(&secrets.client_id, &secrets.client_secret, &tokens.refresh_token).await {
+        let mut answer = self.refresh_with_app_secret(&tokens.refresh_token).await?;
+        if answer.as_ref().is_err_and(refused_client) {
+            // The client secret was rotated since this instance read it: read it again, once.
+            self.secrets.invalidate();
+            answer = self.refresh_with_app_secret(&tokens.refresh_token).await?;
+        }
+        match answer {
             Ok(fresh) => {
                 // HubSpot may or may not rotate the refresh token: keep whatever it returns.
                 let renewed = OAuthTokens { access_token: fresh.access_token, refresh_token: fresh.refresh_token };
@@ -194,8 +197,20 @@ impl TokenProvider {
                 }
                 Err(TokenError::NeedsReauth(connection.clone()))
             }
-            Err(err) => Err(TokenError::Unavailable(err.to_string())),
+            Err(err) => {
+                // Every connection's refresh fails alike: the deployment needs attention.
+                tracing::error!(connection = %connection, error = %err, "HubSpot's token endpoint refused a refresh for a reason not of this connection; retried");
+                Err(TokenError::Unavailable(err.to_string()))
+            }
         }
+    }
+
+    async fn refresh_with_app_secret(
+        &self,
+        refresh_token: &Secret,
+    ) -> Result<Result<crate::hubspot::oauth::TokenGrant, HubSpotError>, TokenError> {
+        let secrets = self.secrets.app_secrets().await.map_err(|e| TokenError::Unavailable(e.to_string()))?;
+        Ok(self.hubspot.refresh_token(&secrets.client_id, &secrets.client_secret, refresh_token).await)
     }
 
     /// Marks the connection as read before the refused refresh, unless it changed since (an
@@ -218,7 +233,13 @@ impl TokenProvider {
     }
 }
 
-/// A refresh token HubSpot will never accept again (revoked, uninstalled, invalid).
+/// A refresh token HubSpot will never accept again (revoked, uninstalled, invalid): HubSpot's
+/// `BAD_REFRESH_TOKEN`, or RFC 6749's `invalid_grant` in its newer error shape.
 fn refused_refresh_token(err: &HubSpotError) -> bool {
-    err.class() != ErrorClass::Retryable
+    matches!(err, HubSpotError::BadRequest(_)) && matches!(err.category(), Some("BAD_REFRESH_TOKEN" | "invalid_grant"))
+}
+
+/// HubSpot refused the app itself (`BAD_CLIENT_ID`, `invalid_client`): a wrong or rotated secret.
+fn refused_client(err: &HubSpotError) -> bool {
+    matches!(err.category(), Some("BAD_CLIENT_ID" | "BAD_CLIENT_SECRET" | "invalid_client"))
 }

@@ -21,8 +21,10 @@ pub use pull::{BulkJob, PullJob, StartError, start_full_sync, start_pull};
 
 /// The inbound queue's worker: the inbound job on the shared pipeline.
 pub type InboundWorker = crate::work::Pipeline<InboundJob>;
-/// The bulk queue's worker: pull jobs on the shared pipeline.
+/// Pull jobs on the shared pipeline.
 pub type PullWorker = crate::work::Pipeline<BulkJob>;
+/// The bulk queue's worker: pull jobs, and the redrives asked for after a reinstall.
+pub type BulkWorker = crate::work::WithRedrive<PullWorker>;
 
 pub fn inbound_worker(deps: crate::deps::Deps) -> InboundWorker {
     crate::work::Pipeline::new(deps.clone(), InboundJob::new(deps))
@@ -30,4 +32,8 @@ pub fn inbound_worker(deps: crate::deps::Deps) -> InboundWorker {
 
 pub fn pull_worker(deps: crate::deps::Deps) -> PullWorker {
     crate::work::Pipeline::new(deps.clone(), BulkJob::new(deps))
+}
+
+pub fn bulk_worker(deps: crate::deps::Deps) -> BulkWorker {
+    crate::work::WithRedrive::new(deps.clone(), pull_worker(deps))
 }

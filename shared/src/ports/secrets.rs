@@ -14,15 +14,18 @@ pub struct AppSecrets {
     pub client_secret: Secret,
     /// Signs hubsync's deliveries to the platform's ingest URL.
     pub delivery_signing_secret: Secret,
-    /// Base64 of 32 random bytes: the AES-256-GCM key that encrypts stored tokens.
-    pub token_encryption_key: Secret,
+    /// Base64 of 32 random bytes. In AWS, only for tokens stored before they were encrypted
+    /// under KMS (they open with it until their next refresh re-encrypts them); locally, the
+    /// master key that wraps data keys.
+    #[serde(default, deserialize_with = "non_empty")]
+    pub token_encryption_key: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error(
         "secret `{name}` is not valid: {reason}. It must be a JSON object with the strings client_id, \
-         client_secret, delivery_signing_secret and token_encryption_key"
+         client_secret and delivery_signing_secret (and optionally token_encryption_key)"
     )]
     Invalid { name: String, reason: String },
     #[error("secret `{0}` was not found")]
@@ -38,21 +41,34 @@ impl AppSecrets {
         let value: serde_json::Value =
             serde_json::from_str(json).map_err(|_| invalid("it is not valid JSON".to_string()))?;
         let object = value.as_object().ok_or_else(|| invalid("it is not a JSON object".to_string()))?;
-        for field in ["client_id", "client_secret", "delivery_signing_secret", "token_encryption_key"] {
+        for field in ["client_id", "client_secret", "delivery_signing_secret"] {
             match object.get(field) {
                 Some(serde_json::Value::String(s)) if !s.is_empty() => {}
                 Some(_) => return Err(invalid(format!("`{field}` must be a non-empty string"))),
                 None => return Err(invalid(format!("`{field}` is missing"))),
             }
         }
+        if object.get("token_encryption_key").is_some_and(|v| !v.is_string()) {
+            return Err(invalid("`token_encryption_key` must be a string".to_string()));
+        }
         serde_json::from_value(value).map_err(|_| invalid("unexpected shape".to_string()))
     }
 }
 
+/// An optional secret string, absent when empty.
+fn non_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Secret>, D::Error> {
+    let value = Option::<String>::deserialize(deserializer)?;
+    Ok(value.filter(|v| !v.trim().is_empty()).map(Secret::new))
+}
+
 #[async_trait]
 pub trait SecretSource: Send + Sync {
-    /// The app secrets, fetched once per cold start and then served from memory.
+    /// The app secrets, served from memory for a few minutes at a time, so a rotated secret
+    /// reaches warm instances without a restart.
     async fn app_secrets(&self) -> Result<Arc<AppSecrets>, SecretsError>;
+    /// Forgets what is held, so the next read fetches the secret again: HubSpot refused the
+    /// app's client credentials, which a rotation explains.
+    fn invalidate(&self) {}
 }
 
 #[cfg(test)]
