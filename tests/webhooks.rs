@@ -512,3 +512,77 @@ async fn a_refused_write_leaves_no_trace_and_the_same_value_set_in_hubspot_is_ne
     let records = platform.records();
     assert_eq!(records.last().map(|r| r["fields"]["first_name"].clone()), Some(json!("Augusta")), "{records:?}");
 }
+
+/// An ingest endpoint that redirects every request to `target`; its URL.
+async fn redirecting_endpoint(target: String) -> String {
+    let app = axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [(axum::http::header::LOCATION, target)]) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// The reasons of what the inbound dead-letter queue holds (taken out of it).
+async fn parked_reasons(setup: &PushSetup) -> Vec<String> {
+    take_all(setup.world.deps.inbound.parked.as_ref())
+        .await
+        .iter()
+        .map(|b| ParkedMessage::read(b).parked.reason)
+        .collect()
+}
+
+#[tokio::test]
+async fn deliveries_follow_no_redirects_and_record_the_status_not_the_body() {
+    let (platform, ingest) = Platform::start("delivery-secret").await;
+    let setup = PushSetup::new(inbound_config(&redirecting_endpoint(ingest).await)).await;
+    let ada = setup.world.sim.seed(PORTAL, "contacts", json!({ "email": "ada@example.com", "firstname": "Ada" }));
+    let worker = inbound_worker(setup.world.function(Function::InboundWorker).await);
+    let now = now_ms(&setup);
+    post_webhook(&setup, &json!([event(&ada, "firstname", "Ada", now)]).to_string(), now, CLIENT_SECRET).await;
+    drain_inbound(&setup, &worker).await;
+
+    assert!(platform.records().is_empty(), "the redirect was not followed");
+    let reasons = parked_reasons(&setup).await;
+    assert!(reasons.iter().any(|r| r.contains("307") && r.contains("follows no redirects")), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn deliveries_never_reach_a_private_address_whatever_the_config_says() {
+    let world = hubsync_tests::world::World::with(hubspot_sim::SimConfig::default(), |settings| {
+        // As deployed: https only, on the allowed origins, never to a private address.
+        settings.allow_local_ingest = false;
+        settings.allowed_ingest_origins =
+            ["https://platform.example.com", "http://127.0.0.1:9001", "https://localhost"].map(String::from).to_vec();
+    })
+    .await;
+    let setup = PushSetup::in_world(world, inbound_config("https://platform.example.com/ingest")).await;
+    let console = setup.world.function(Function::ConsoleApi).await;
+    let runtime_api =
+        serde_json::from_value(inbound_config("http://127.0.0.1:9001/2018-06-01/runtime/invocation/next")).unwrap();
+    let problems = hubsync::console::configs::validate(&console, &setup.connection, &runtime_api).await.unwrap();
+    assert!(problems.iter().any(|p| p.rule == "ingest_url_invalid"), "the console refuses it: {problems:?}");
+
+    // Stored anyway (before the rule existed, or edited by hand): the worker does not call it,
+    // neither by address nor by a name resolving to this machine.
+    let ada = setup.world.sim.seed(PORTAL, "contacts", json!({ "email": "ada@example.com", "firstname": "Ada" }));
+    let worker = inbound_worker(setup.world.function(Function::InboundWorker).await);
+    for (i, url) in
+        ["http://127.0.0.1:9001/2018-06-01/runtime/invocation/next", "https://localhost/ingest"].iter().enumerate()
+    {
+        let stored = setup.world.deps.store.get_config(&setup.connection.id).await.unwrap().unwrap();
+        let config = serde_json::from_value(inbound_config(url)).unwrap();
+        setup.world.deps.store.put_config(&setup.connection.id, &config, stored.version).await.unwrap();
+        let now = now_ms(&setup) + i as i64;
+        setup.world.sim.edit_as_user(PORTAL, "contacts", &ada, json!({ "firstname": format!("Ada {i}") }));
+        post_webhook(&setup, &json!([event(&ada, "firstname", "x", now)]).to_string(), now, CLIENT_SECRET).await;
+        drain_inbound(&setup, &worker).await;
+        let reasons = parked_reasons(&setup).await;
+        assert!(reasons.iter().any(|r| r.contains("was not sent")), "{url}: {reasons:?}");
+        if url.starts_with("https://localhost") {
+            assert!(reasons.iter().any(|r| r.contains("resolves only to local or private")), "{reasons:?}");
+        }
+    }
+}

@@ -148,6 +148,9 @@ pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
         platform_name: "Platform".into(),
         webhook_url: Some(format!("{base_url}/webhooks/hubspot")),
         accept_legacy_webhook_signatures: false,
+        // On a laptop the platform stand-in is this runner itself, over plain http.
+        allowed_ingest_origins: vec![],
+        allow_local_ingest: true,
     };
     let delivery_signing_secret = random_key();
     let secrets = AppSecrets {

@@ -8,6 +8,7 @@ use crate::adapters::{AppSecretDataKeys, DynamoStore, KmsDataKeys, SecretsManage
 use crate::connect::tokens::TokenProvider;
 use crate::hubspot::HubSpotClient;
 use crate::inbound::PlatformClient;
+use crate::inbound::destination::IngestPolicy;
 use crate::ports::{Clock, DataKeys, IdSource, Queue, RandomIds, SecretSource, Store, SystemClock};
 use crate::settings::Settings;
 
@@ -65,7 +66,7 @@ impl Deps {
             store,
             secrets,
             hubspot,
-            platform: PlatformClient::new(),
+            platform: PlatformClient::new(IngestPolicy::from_settings(&settings)),
             tokens,
             settings: Arc::new(settings),
             clock,

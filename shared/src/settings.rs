@@ -50,6 +50,11 @@ pub struct Settings {
     pub webhook_url: Option<String>,
     /// Accept webhooks signed with v1/v2 only (no v3 signature).
     pub accept_legacy_webhook_signatures: bool,
+    /// Origins (`https://platform.example.com`) the platform's ingest URLs may be on.
+    pub allowed_ingest_origins: Vec<String>,
+    /// Deliveries over plain http, and to this machine or private addresses: the local runner
+    /// only (never read from the environment).
+    pub allow_local_ingest: bool,
 }
 
 fn list(value: &str) -> Vec<String> {
@@ -87,6 +92,8 @@ impl Settings {
             platform_name: var("HUBSYNC_PLATFORM_NAME").unwrap_or_else(|| "Platform".into()),
             webhook_url: var("HUBSYNC_WEBHOOK_URL"),
             accept_legacy_webhook_signatures: flag("HUBSYNC_WEBHOOK_LEGACY_SIGNATURES")?,
+            allowed_ingest_origins: var("HUBSYNC_ALLOWED_INGEST_ORIGINS").map(|v| list(&v)).unwrap_or_default(),
+            allow_local_ingest: false,
         })
     }
 }

@@ -26,10 +26,20 @@ pub enum TransportError {
     /// The request could not be formed (a bad header, say): retrying will not help.
     #[error("the request could not be formed: {0}")]
     Invalid(String),
+    /// The destination is one hubsync does not call (a private address after DNS resolution).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl From<reqwest::Error> for TransportError {
     fn from(err: reqwest::Error) -> Self {
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            if let Some(private) = cause.downcast_ref::<crate::inbound::destination::PrivateDestination>() {
+                return TransportError::Forbidden(private.to_string());
+            }
+            source = cause.source();
+        }
         if err.is_timeout() {
             TransportError::Timeout
         } else if err.is_builder() {

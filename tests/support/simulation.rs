@@ -28,6 +28,7 @@ use hubsync::deps::{Deps, QueuePair, Queues};
 use hubsync::domain::{ApiKeyRecord, ConnectionId, Secret, Tenant, TenantId};
 use hubsync::hubspot::{ClientOptions, HubSpotClient};
 use hubsync::inbound::PlatformClient;
+use hubsync::inbound::destination::IngestPolicy;
 use hubsync::ports::{AppSecrets, Clock, IdSource, Queue, ReceivedMessage};
 use hubsync::transport::{Transport, TransportError};
 use hubsync::work::Deadline;
@@ -313,7 +314,7 @@ impl Deployment {
             clock.clone(),
             Queues { push: queues[0].pair(), inbound: queues[1].pair(), bulk: queues[2].pair() },
         );
-        deps.platform = PlatformClient::with_transport(network.clone());
+        deps.platform = PlatformClient::with_transport(network.clone(), IngestPolicy::from_settings(&deps.settings));
         deps.ids = Arc::new(SeededIds(dice.clone()));
         let gateway = WebhookGateway::new(dice.clone());
         *gateway.deps.lock().unwrap() = Some(deps.clone());

@@ -67,6 +67,9 @@ pub fn settings(api_url: &str) -> Settings {
         platform_name: "Acme".into(),
         webhook_url: None,
         accept_legacy_webhook_signatures: false,
+        // The tests' platforms listen on this machine, over plain http.
+        allowed_ingest_origins: vec![],
+        allow_local_ingest: true,
     }
 }
 

@@ -7,6 +7,7 @@ use crate::domain::mapping::{ConfigProblem, Schemas, check_config};
 use crate::domain::{Connection, ConnectionConfig, ObjectConfig, ObjectType, VersionedConfig};
 use crate::http::ApiError;
 use crate::hubspot::{HubSpotError, PropertyCreate};
+use crate::inbound::destination::IngestPolicy;
 
 /// The saved config, or an empty one at version 0 before the first save.
 pub async fn get(deps: &Deps, connection: &Connection) -> Result<VersionedConfig, ApiError> {
@@ -35,7 +36,7 @@ pub async fn validate(
     let schemas = schemas::for_objects(deps, connection, &objects).await?;
     let mut problems = check_config(config, &schemas);
     problems.extend(check_counter_name(config, &schemas));
-    problems.extend(check_ingest_url(config));
+    problems.extend(check_ingest_url(deps, config));
     problems.extend(check_lists(deps, connection, config).await?);
     Ok(problems)
 }
@@ -58,19 +59,18 @@ fn check_counter_name(config: &ConnectionConfig, schemas: &Schemas) -> Option<Co
     })
 }
 
-/// The platform's ingest URL must be HTTPS (plain HTTP only to this machine, for local runs).
-fn check_ingest_url(config: &ConnectionConfig) -> Option<ConfigProblem> {
+/// The platform's ingest URL must be one the deployment delivers to: https, on an allowed
+/// origin, not a private address (plain http only for the local runner).
+fn check_ingest_url(deps: &Deps, config: &ConnectionConfig) -> Option<ConfigProblem> {
     let url = config.options.ingest_url.as_deref()?;
-    let parsed = crate::http::Url::parse(url).ok();
-    let local = |u: &crate::http::Url| matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    let acceptable = parsed.as_ref().is_some_and(|u| u.scheme() == "https" || (u.scheme() == "http" && local(u)));
-    (!acceptable).then(|| ConfigProblem {
+    let reason = IngestPolicy::from_settings(&deps.settings).check(url).err()?;
+    Some(ConfigProblem {
         object: None,
         platform_field: None,
         hubspot_property: None,
         rule: "ingest_url_invalid",
-        message: format!("`{url}` is not an HTTPS URL"),
-        fix: "give the platform's ingest endpoint as https://…".into(),
+        message: reason,
+        fix: "give the platform's ingest endpoint as https://… on an origin the deployment allows".into(),
     })
 }
 

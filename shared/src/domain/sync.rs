@@ -97,6 +97,25 @@ impl RunCounts {
     pub fn defer(&mut self, reason: impl Into<String>) {
         *self.deferred.entry(reason.into()).or_default() += 1;
     }
+
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &RunCounts) {
+        self.received += other.received;
+        self.created += other.created;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        for (mine, theirs) in [
+            (&mut self.skipped, &other.skipped),
+            (&mut self.failed, &other.failed),
+            (&mut self.retried, &other.retried),
+            (&mut self.deferred, &other.deferred),
+            (&mut self.ignored_fields, &other.ignored_fields),
+        ] {
+            for (reason, n) in theirs {
+                *mine.entry(reason.clone()).or_default() += n;
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -413,7 +413,7 @@ impl HubSpotError {
         let operation = operation.to_string();
         match err {
             TransportError::Timeout => HubSpotError::Timeout { operation },
-            TransportError::Invalid(reason) => HubSpotError::Setup(reason),
+            TransportError::Invalid(reason) | TransportError::Forbidden(reason) => HubSpotError::Setup(reason),
             source @ TransportError::Connection(_) => HubSpotError::Connection { operation, source },
         }
     }

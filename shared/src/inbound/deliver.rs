@@ -249,9 +249,10 @@ impl Delivering<'_> {
                         record.settle(Outcome::Retry(reason.clone()));
                         continue;
                     }
-                    Err(DeliveryError::Refused(reason)) => {
+                    Err(err @ (DeliveryError::Refused(_) | DeliveryError::NotAllowed(_))) => {
+                        // Parked with the reason, to be redriven once the platform or the URL is fixed.
                         record.refused_by_platform = true;
-                        record.settle(Outcome::Failed(format!("the platform refused the delivery: {reason}")));
+                        record.settle(Outcome::Failed(err.to_string()));
                         continue;
                     }
                 };

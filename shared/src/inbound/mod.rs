@@ -4,9 +4,11 @@
 //! - [`pull`]: scheduled pulls on the bulk queue, page by page; [`plan`]: their planners.
 //! - [`deliver`]: what both share: what is news, the delivery, what the platform applied.
 //! - [`read`]: HubSpot's reads for inbound work; [`record`]: one record on its way.
-//! - [`platform`]: the signed delivery to the platform's ingest endpoint, and its answers.
+//! - [`platform`]: the signed delivery to the platform's ingest endpoint, and its answers;
+//!   [`destination`]: where deliveries may go.
 
 pub mod deliver;
+pub mod destination;
 pub mod events;
 pub mod plan;
 pub mod platform;

@@ -25,7 +25,8 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::domain::{ConnectionId, ObjectType, PortalId, Secret};
-use crate::transport::{Network, ReadError, Transport, read_limited};
+use crate::inbound::destination::{IngestPolicy, PublicResolver};
+use crate::transport::{Network, ReadError, Transport, TransportError, read_limited};
 
 /// The platform's answer is small; a larger one is refused rather than read.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -93,6 +94,9 @@ pub enum DeliveryError {
     /// The platform refused the request itself (4xx): retrying will not help.
     #[error("the platform refused the delivery: {0}")]
     Refused(String),
+    /// Not sent: the ingest URL is not one the deployment delivers to (see `destination`).
+    #[error("the delivery was not sent: {0}")]
+    NotAllowed(String),
 }
 
 #[derive(Clone)]
@@ -100,21 +104,24 @@ pub struct PlatformClient {
     /// Builds requests; `transport` sends them.
     http: reqwest::Client,
     transport: Arc<dyn Transport>,
+    policy: IngestPolicy,
 }
 
 impl PlatformClient {
-    pub fn new() -> Self {
-        let http = PlatformClient::http_client();
-        PlatformClient { http: http.clone(), transport: Network::shared(http) }
+    /// Delivers only where `policy` allows (see [`crate::inbound::destination`]).
+    pub fn new(policy: IngestPolicy) -> Self {
+        let mut builder =
+            reqwest::Client::builder().timeout(DELIVERY_TIMEOUT).redirect(reqwest::redirect::Policy::none());
+        if !policy.allow_local {
+            builder = builder.dns_resolver(Arc::new(PublicResolver));
+        }
+        let http = builder.build().expect("an HTTP client with rustls");
+        PlatformClient { http: http.clone(), transport: Network::shared(http), policy }
     }
 
     /// A client whose deliveries go through `transport` (a simulation's in-process router, say).
-    pub fn with_transport(transport: Arc<dyn Transport>) -> Self {
-        PlatformClient { http: PlatformClient::http_client(), transport }
-    }
-
-    fn http_client() -> reqwest::Client {
-        reqwest::Client::builder().timeout(DELIVERY_TIMEOUT).build().expect("an HTTP client with rustls")
+    pub fn with_transport(transport: Arc<dyn Transport>, policy: IngestPolicy) -> Self {
+        PlatformClient { http: reqwest::Client::new(), transport, policy }
     }
 
     /// Posts a delivery; returns the platform's answer by idempotency key.
@@ -125,6 +132,7 @@ impl PlatformClient {
         now_ms: i64,
         delivery: &Delivery,
     ) -> Result<HashMap<String, RecordAnswer>, DeliveryError> {
+        let ingest_url = self.policy.check(ingest_url).map_err(DeliveryError::NotAllowed)?;
         let body = serde_json::to_vec(delivery).expect("a delivery serialises");
         let timestamp = now_ms.to_string();
         let request = self
@@ -137,7 +145,10 @@ impl PlatformClient {
             .body(body)
             .build()
             .map_err(|e| DeliveryError::Refused(format!("the ingest URL cannot be called: {}", e.without_url())))?;
-        let response = self.transport.send(request).await.map_err(|e| DeliveryError::Retryable(e.to_string()))?;
+        let response = self.transport.send(request).await.map_err(|e| match e {
+            TransportError::Forbidden(reason) => DeliveryError::NotAllowed(reason),
+            other => DeliveryError::Retryable(other.to_string()),
+        })?;
         let status = response.status();
         let answer = read_limited(response, MAX_ANSWER_BYTES).await.map_err(|err| match err {
             ReadError::TooLarge => DeliveryError::Retryable(format!("the answer is over {MAX_ANSWER_BYTES} bytes")),
@@ -146,19 +157,18 @@ impl PlatformClient {
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(DeliveryError::Retryable(format!("HTTP {status}")));
         }
+        if status.is_redirection() {
+            return Err(DeliveryError::Refused(format!(
+                "HTTP {status}: the ingest endpoint redirects, and hubsync follows no redirects: give its final URL"
+            )));
+        }
+        // The status only: the platform's error page is its own business, not the run's.
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&answer[..answer.len().min(300)]).into_owned();
-            return Err(DeliveryError::Refused(format!("HTTP {status}: {text}")));
+            return Err(DeliveryError::Refused(format!("HTTP {status}")));
         }
         let answer: Answer = serde_json::from_slice(&answer)
             .map_err(|e| DeliveryError::Retryable(format!("the answer is not `{{\"results\": [...]}}`: {e}")))?;
         Ok(answer.results.into_iter().map(|r| (r.idempotency_key.clone(), r)).collect())
-    }
-}
-
-impl Default for PlatformClient {
-    fn default() -> Self {
-        PlatformClient::new()
     }
 }
 

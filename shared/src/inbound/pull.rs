@@ -296,13 +296,14 @@ impl BulkJob {
                     Err(err) => return self.paused(job, Outcome::Retry(err.to_string())).await,
                 }
             }
+            let mut page_counts =
+                crate::domain::RunCounts { received: records.len() as u64, ..crate::domain::RunCounts::default() };
+            for outcome in records.iter().filter_map(|record| record.outcome.as_ref()) {
+                outcome.count(&mut page_counts, 0, "");
+            }
+            crate::telemetry::emit_run_metrics(run_kind(job.flow), &page_counts);
             self.record(job, |run| {
-                for record in &records {
-                    if let Some(outcome) = &record.outcome {
-                        outcome.count(&mut run.counts, 0, "");
-                    }
-                }
-                run.counts.received += records.len() as u64;
+                run.counts.add(&page_counts);
                 let progress = run.progress.get_or_insert_with(PullProgress::default);
                 progress.pages += 1;
                 progress.cursor = page.cursor.or(progress.cursor);

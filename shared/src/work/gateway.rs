@@ -203,6 +203,8 @@ impl HubSpotGateway {
         if let HubSpotError::RateLimited(response) = err {
             let pause = response.retry_after.unwrap_or(Duration::from_secs(10));
             tracing::warn!(portal = connection.portal_id, ?pause, "HubSpot rate limit reached; holding the budget");
+            let policy = response.body.policy_name.as_deref().unwrap_or("unknown");
+            crate::telemetry::emit_metrics(&[("Policy", policy)], &[("HubSpot429", 1)]);
             if let Err(err) = self.pacer.hold(connection.portal_id, pause).await {
                 tracing::warn!(error = %err, "could not hold the rate budget");
             }

@@ -209,6 +209,7 @@ impl<J: Job> Pipeline<J> {
         run.status = if run.counts.failed.is_empty() { RunStatus::Succeeded } else { RunStatus::Failed };
         run.finished_at = Some(self.deps.clock.now());
         tracing::info!(connection = %id, %object, ?kind, counts = ?run.counts, "run");
+        crate::telemetry::emit_run_metrics(kind, &run.counts);
         if let Err(err) = self.deps.store.put_run(&run).await {
             tracing::warn!(connection = %id, error = %err, "could not record a run");
         }
