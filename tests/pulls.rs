@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use hubspot_sim::{Fault, FaultKind};
-use hubsync::domain::{ObjectType, RunStatus, SyncFlow};
-use hubsync::inbound::{plan_pulls, pull_worker, start_pull};
+use hubsync::domain::{ObjectType, RunStatus, SyncFlow, SyncRun};
+use hubsync::inbound::{StartError, plan_pulls, pull_worker, start_pull};
 use hubsync::ports::Clock;
 use hubsync_tests::Function;
 use hubsync_tests::lambda::{Event, invoke};
@@ -22,6 +22,17 @@ fn config(ingest_url: &str) -> Value {
             "fields": [ { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "in", "platform_type": "string" } ] } },
         "options": { "webhooks_enabled": true, "data_in_enabled": true, "ingest_url": ingest_url }
     })
+}
+
+/// Starts a pull as its planner does: signed as the catch-up or the enrichment function.
+async fn pull(
+    setup: &PushSetup,
+    object: ObjectType,
+    flow: SyncFlow,
+    since: Option<time::OffsetDateTime>,
+) -> Result<SyncRun, StartError> {
+    let planner = if flow == SyncFlow::CatchUp { Function::CatchUp } else { Function::Enrichment };
+    start_pull(&setup.world.function(planner).await, &setup.connection, object, flow, since).await
 }
 
 #[tokio::test]
@@ -39,15 +50,7 @@ async fn an_enrichment_pull_delivers_every_change_even_when_a_thousand_share_one
         sim.seed(PORTAL, "contacts", json!({ "email": format!("user{i}@example.com"), "firstname": format!("U{i}"), "lastmodifieddate": at.to_string() }));
     }
     let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
-    let run = start_pull(
-        &setup.world.function(Function::Enrichment).await,
-        &setup.connection,
-        ObjectType::Contacts,
-        SyncFlow::Enrichment,
-        None,
-    )
-    .await
-    .unwrap();
+    let run = pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
     assert!(setup.drain_bulk(&worker).await >= 1);
 
     let keys: BTreeSet<String> =
@@ -68,15 +71,7 @@ async fn an_enrichment_pull_delivers_every_change_even_when_a_thousand_share_one
 
     // The next enrichment finds nothing new: nothing is delivered again.
     let before = platform.records().len();
-    start_pull(
-        &setup.world.function(Function::Enrichment).await,
-        &setup.connection,
-        ObjectType::Contacts,
-        SyncFlow::Enrichment,
-        None,
-    )
-    .await
-    .unwrap();
+    pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
     setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), before, "versions the platform has are skipped");
 }
@@ -93,15 +88,7 @@ async fn a_catch_up_delivers_only_what_webhooks_missed() {
     // The run starts after those changes (the tests' clock stands still unless moved).
     setup.world.clock.advance(time::Duration::seconds(5));
     let since = setup.world.deps.clock.now() - time::Duration::hours(25);
-    start_pull(
-        &setup.world.function(Function::CatchUp).await,
-        &setup.connection,
-        ObjectType::Contacts,
-        SyncFlow::CatchUp,
-        Some(since),
-    )
-    .await
-    .unwrap();
+    pull(&setup, ObjectType::Contacts, SyncFlow::CatchUp, Some(since)).await.unwrap();
     setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), 20);
 
@@ -109,15 +96,7 @@ async fn a_catch_up_delivers_only_what_webhooks_missed() {
     let ada = sim.records(PORTAL, "contacts")[3]["id"].as_str().unwrap().to_string();
     sim.edit_as_user(PORTAL, "contacts", &ada, json!({ "firstname": "Augusta" }));
     setup.world.clock.advance(time::Duration::seconds(5));
-    start_pull(
-        &setup.world.function(Function::CatchUp).await,
-        &setup.connection,
-        ObjectType::Contacts,
-        SyncFlow::CatchUp,
-        Some(since),
-    )
-    .await
-    .unwrap();
+    pull(&setup, ObjectType::Contacts, SyncFlow::CatchUp, Some(since)).await.unwrap();
     setup.drain_bulk(&worker).await;
     let records = platform.records();
     assert_eq!(records.len(), 21, "{:?}", &records[20..]);
@@ -204,15 +183,7 @@ async fn a_redelivered_job_after_a_crash_delivers_nothing_twice() {
     let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
     setup.drain_bulk(&worker).await; // the first save's (empty) backfill
     seed_contacts(&setup, 150);
-    start_pull(
-        &setup.world.function(Function::Enrichment).await,
-        &setup.connection,
-        ObjectType::Contacts,
-        SyncFlow::Enrichment,
-        None,
-    )
-    .await
-    .unwrap();
+    pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
 
     // The worker delivers, then dies before the queue hears of it: the job comes back.
     let queue = &setup.world.deps.bulk.work;
@@ -231,15 +202,7 @@ async fn an_access_token_expiring_mid_run_is_renewed_and_the_run_completes() {
     let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
     setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 450);
-    let run = start_pull(
-        &setup.world.function(Function::Enrichment).await,
-        &setup.connection,
-        ObjectType::Contacts,
-        SyncFlow::Enrichment,
-        None,
-    )
-    .await
-    .unwrap();
+    let run = pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
     let token = setup.world.deps.tokens.access_token(&setup.connection.id).await.unwrap();
     setup.world.sim.expire_access_token(token.expose());
     setup.drain_bulk(&worker).await;
@@ -255,15 +218,7 @@ async fn a_connection_disabled_mid_run_stops_its_pull_with_the_reason() {
     let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
     setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 50);
-    let run = start_pull(
-        &setup.world.function(Function::Enrichment).await,
-        &setup.connection,
-        ObjectType::Contacts,
-        SyncFlow::Enrichment,
-        None,
-    )
-    .await
-    .unwrap();
+    let run = pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
     let mut connection = setup.connection.clone();
     connection.status = hubsync::domain::ConnectionStatus::Disabled;
     setup.world.deps.store.put_connection(&connection).await.unwrap();
@@ -292,15 +247,7 @@ async fn a_pull_past_the_ten_thousand_result_wall_misses_nothing() {
         json!({ "email": format!("c{i}@example.com"), "firstname": format!("C{i}"), "lastmodifieddate": at.to_string() })
     });
     setup.world.sim.seed_many(PORTAL, "contacts", records);
-    start_pull(
-        &setup.world.function(Function::Enrichment).await,
-        &setup.connection,
-        ObjectType::Contacts,
-        SyncFlow::Enrichment,
-        None,
-    )
-    .await
-    .unwrap();
+    pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
     setup.drain_bulk(&worker).await;
     let keys: BTreeSet<String> =
         platform.records().iter().map(|r| r["record_key"].as_str().unwrap().to_string()).collect();
@@ -315,9 +262,8 @@ async fn a_change_search_has_not_indexed_yet_is_delivered_by_the_next_run() {
     let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
     setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 30);
-    let planner = setup.world.function(Function::Enrichment).await;
-    let pull = || start_pull(&planner, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None);
-    pull().await.unwrap();
+    let start = || pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None);
+    start().await.unwrap();
     setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), 30);
 
@@ -326,13 +272,13 @@ async fn a_change_search_has_not_indexed_yet_is_delivered_by_the_next_run() {
     let ada = setup.world.sim.records(PORTAL, "contacts")[7]["id"].as_str().unwrap().to_string();
     setup.world.sim.edit_as_user(PORTAL, "contacts", &ada, json!({ "firstname": "Augusta" }));
     setup.world.clock.advance(time::Duration::seconds(5));
-    pull().await.unwrap();
+    start().await.unwrap();
     setup.drain_bulk(&worker).await;
     assert_eq!(platform.records().len(), 30, "not indexed yet: nothing new");
 
     tokio::time::sleep(Duration::from_millis(1_600)).await;
     setup.world.clock.advance(time::Duration::seconds(5));
-    pull().await.unwrap();
+    start().await.unwrap();
     setup.drain_bulk(&worker).await;
     let records = platform.records();
     assert_eq!(records.len(), 31);
@@ -346,9 +292,8 @@ async fn records_changed_during_a_run_are_left_to_the_next_one_and_nothing_is_sk
     let worker = pull_worker(setup.world.function(Function::BulkWorker).await);
     setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 600);
-    let planner = setup.world.function(Function::Enrichment).await;
-    let pull = || start_pull(&planner, &setup.connection, ObjectType::Contacts, SyncFlow::Enrichment, None);
-    pull().await.unwrap();
+    let start = || pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None);
+    start().await.unwrap();
 
     // While the run goes, a person edits contacts it has not reached yet: they move past the
     // run's start. Offsets would now skip records; the cursor-based walk does not.
@@ -367,7 +312,7 @@ async fn records_changed_during_a_run_are_left_to_the_next_one_and_nothing_is_sk
     assert_eq!(first.len(), 590, "the ten edited ones belong to the next run");
 
     setup.world.clock.advance(time::Duration::seconds(5));
-    pull().await.unwrap();
+    start().await.unwrap();
     setup.drain_bulk(&worker).await;
     let all: BTreeSet<String> =
         platform.records().iter().map(|r| r["record_key"].as_str().unwrap().to_string()).collect();
@@ -389,15 +334,7 @@ async fn a_search_refused_for_the_secondly_limit_is_tried_again_within_the_job()
         path_prefix: Some("/crm/v3/objects/contacts/search".into()),
         remaining: Some(1),
     });
-    start_pull(
-        &setup.world.function(Function::Enrichment).await,
-        &setup.connection,
-        ObjectType::Contacts,
-        SyncFlow::Enrichment,
-        None,
-    )
-    .await
-    .unwrap();
+    pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
     setup.drain_bulk(&worker).await; // fails if the job had to be retried
     assert_eq!(platform.records().len(), 30);
 }
@@ -419,15 +356,7 @@ async fn two_companies_sharing_a_domain_in_one_page_are_delivered_and_the_pull_g
         setup.world.sim.seed(PORTAL, "companies", json!({ "name": name, "domain": "acme.com" }));
     }
     setup.world.clock.advance(time::Duration::seconds(5));
-    let run = start_pull(
-        &setup.world.function(Function::Enrichment).await,
-        &setup.connection,
-        ObjectType::Companies,
-        SyncFlow::Enrichment,
-        None,
-    )
-    .await
-    .unwrap();
+    let run = pull(&setup, ObjectType::Companies, SyncFlow::Enrichment, None).await.unwrap();
     setup.drain_bulk(&worker).await;
     let run = setup.world.deps.store.get_run(&setup.connection.id, &run.run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.counts);
@@ -456,15 +385,7 @@ async fn a_record_the_platform_refuses_is_parked_alone_and_redriven_while_the_pu
     setup.drain_bulk(&worker).await;
     seed_contacts(&setup, 30);
     platform.refused.lock().unwrap().insert("user7@example.com".into());
-    let run = start_pull(
-        &setup.world.function(Function::Enrichment).await,
-        &setup.connection,
-        ObjectType::Contacts,
-        SyncFlow::Enrichment,
-        None,
-    )
-    .await
-    .unwrap();
+    let run = pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();
     setup.drain_bulk(&worker).await;
     let run = setup.world.deps.store.get_run(&setup.connection.id, &run.run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Succeeded, "one refused record does not stop the pull: {:?}", run.counts);
