@@ -35,18 +35,7 @@ fn config_with_fields(fields: &[&str]) -> ConnectionConfig {
         ObjectConfig {
             match_key: MatchKey::Email,
             write_mode: WriteMode::Upsert,
-            fields: fields
-                .iter()
-                .map(|f| FieldMapping {
-                    platform_field: f.to_string(),
-                    hubspot_property: f.to_string(),
-                    direction: Direction::Out,
-                    platform_type: FieldType::String,
-                    computed: false,
-                    values: vec![],
-                    from_associated: None,
-                })
-                .collect(),
+            fields: fields.iter().map(|f| FieldMapping::out(f, f, FieldType::String)).collect(),
             lists: vec![],
         },
     );

@@ -17,9 +17,11 @@ Their access keys are fixed (see `access_key`), so the tests can sign as any of 
 
 What moto checks: the action of every request (DynamoDB, SQS, Secrets Manager, KMS...), and the
 resource of SQS requests only (for the other services moto authorises against "*"). Statements on
-DynamoDB, Secrets Manager and KMS are therefore rendered with "*" here; their resources are checked
-against the template by `tests/iam.rs` instead. SQS queues are rendered as ARN patterns on the
-names the tests give them (`hubsync-<id>-push`, `hubsync-<id>-push-dlq`, ...).
+DynamoDB, Secrets Manager and KMS are therefore rendered with "*" here, and their resources are
+checked on the template instead (`check_scoped`): each must be one of the template's own resources,
+of the type its actions' service acts on. SQS queues are rendered as ARN patterns on the names the
+tests give them (`hubsync-<id>-push`, `hubsync-<id>-push-dlq`, ...). Conditions are not rendered
+(moto does not evaluate them).
 
 Usage: python3 moto_server.py HOST PORT [TEMPLATE]   (IAM is enforced when TEMPLATE is given)
 """
@@ -106,12 +108,42 @@ SQS_POLLER_ACTIONS = [
 ]
 
 
-def check_scoped(logical_id, statement):
-    """A statement of the template names its resources: "*" would grant the action on every table,
-    queue, secret or key of the account, and moto could not tell (it sees "*" for most services)."""
+# The resource type a statement's resources must be, by the service of its actions.
+SERVICE_RESOURCE_TYPES = {
+    "dynamodb": "AWS::DynamoDB::Table",
+    "sqs": "AWS::SQS::Queue",
+    "kms": "AWS::KMS::Key",
+    "secretsmanager": "AWS::SecretsManager::Secret",
+}
+
+
+def referenced_resource(resource):
+    """The logical id a statement's resource names: `!Ref X`, `!GetAtt X.Arn`, `!Sub "${X.Arn}/..."`."""
+    if isinstance(resource, dict) and "Ref" in resource:
+        return resource["Ref"]
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        return resource["Fn::GetAtt"][0]
+    if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str):
+        text = resource["Fn::Sub"]
+        if text.startswith("${") and "}" in text:
+            return text[2 : text.index("}")].split(".")[0]
+    return None
+
+
+def check_scoped(logical_id, statement, resources):
+    """A statement of the template names its own resources, of its actions' service: "*" or an ARN
+    typed out would grant the action on resources the stack does not own, and moto could not tell
+    (it authorises against "*" for every service but SQS)."""
     listed = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-    if "*" in listed:
-        raise SystemExit(f"{logical_id}: a statement allows {statement['Action']} on every resource (\"*\")")
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    for action in actions:
+        expected = SERVICE_RESOURCE_TYPES.get(action.split(":")[0])
+        for resource in listed:
+            named = referenced_resource(resource)
+            if named is None or named not in resources:
+                raise SystemExit(f"{logical_id}: {action} on {resource!r}, not on a resource of this template")
+            if expected and resources[named]["Type"] != expected:
+                raise SystemExit(f"{logical_id}: {action} on {named}, a {resources[named]['Type']}, not a {expected}")
 
 
 def function_policies(template_path):
@@ -132,7 +164,7 @@ def function_policies(template_path):
             else:
                 raise SystemExit(f"{logical_id}: a policy this script cannot render: {policy!r}")
             for statement in document["Statement"]:
-                check_scoped(logical_id, statement)
+                check_scoped(logical_id, statement, resources)
                 statements.append(render_statement(statement, resources))
         for event in resource["Properties"].get("Events", {}).values():
             if event["Type"] == "SQS":

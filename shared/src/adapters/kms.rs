@@ -11,6 +11,7 @@ use aws_sdk_kms::types::DataKeySpec;
 use crate::domain::ConnectionId;
 use crate::ports::{DataKey, DataKeys, KeyError, PlainKey};
 
+/// The encryption context key; template.yaml's `TokenKeyPolicy` allows the key only with it.
 const CONTEXT_KEY: &str = "connection_id";
 
 pub struct KmsDataKeys {

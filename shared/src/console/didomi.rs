@@ -7,8 +7,8 @@ use crate::connect::install::{InstallError, connect_portal};
 use crate::console::{configs, schemas};
 use crate::deps::Deps;
 use crate::domain::{
-    Connection, ConnectionConfig, Direction, FieldMapping, FieldType, MatchKey, ObjectConfig, ObjectType, PropertyDef,
-    Secret, TenantId, VersionedConfig, WriteMode,
+    Connection, ConnectionConfig, FieldMapping, FieldType, MatchKey, ObjectConfig, ObjectType, PropertyDef, Secret,
+    TenantId, VersionedConfig, WriteMode,
 };
 use crate::http::ApiError;
 
@@ -115,13 +115,5 @@ fn mapping(m: &DidomiMapping, properties: &[PropertyDef]) -> FieldMapping {
         Some(p) if p.value_type == "datetime" => (FieldType::Datetime, vec![]),
         _ => (FieldType::String, vec![]),
     };
-    FieldMapping {
-        platform_field: m.id.clone(),
-        hubspot_property: m.value.clone(),
-        direction: Direction::Out,
-        platform_type,
-        computed: false,
-        values,
-        from_associated: None,
-    }
+    FieldMapping { values, ..FieldMapping::out(&m.id, &m.value, platform_type) }
 }

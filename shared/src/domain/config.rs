@@ -140,6 +140,22 @@ pub struct FieldMapping {
     pub from_associated: Option<ObjectType>,
 }
 
+impl FieldMapping {
+    /// A platform field written to a HubSpot property, platform to HubSpot only, with no
+    /// enumeration values, nothing computed and nothing read from an associated record.
+    pub fn out(platform_field: &str, hubspot_property: &str, platform_type: FieldType) -> Self {
+        FieldMapping {
+            platform_field: platform_field.into(),
+            hubspot_property: hubspot_property.into(),
+            direction: Direction::Out,
+            platform_type,
+            computed: false,
+            values: vec![],
+            from_associated: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncOptions {
     pub webhooks_enabled: bool,
@@ -198,13 +214,9 @@ mod tests {
                 match_key: MatchKey::UniqueProperty { property: "platform_id".into() },
                 write_mode: WriteMode::Upsert,
                 fields: vec![FieldMapping {
-                    platform_field: "plan".into(),
-                    hubspot_property: "plan".into(),
                     direction: Direction::Both,
-                    platform_type: FieldType::Enumeration,
-                    computed: false,
                     values: vec!["free".into(), "pro".into()],
-                    from_associated: None,
+                    ..FieldMapping::out("plan", "plan", FieldType::Enumeration)
                 }],
                 lists: vec![],
             },

@@ -299,15 +299,7 @@ mod tests {
     }
 
     fn field(platform_field: &str, property: &str, platform_type: FieldType) -> FieldMapping {
-        FieldMapping {
-            platform_field: platform_field.into(),
-            hubspot_property: property.into(),
-            direction: Direction::Out,
-            platform_type,
-            computed: false,
-            values: vec![],
-            from_associated: None,
-        }
+        FieldMapping::out(platform_field, property, platform_type)
     }
 
     fn config(match_key: MatchKey, fields: Vec<FieldMapping>) -> ConnectionConfig {

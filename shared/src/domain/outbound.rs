@@ -402,13 +402,8 @@ mod tests {
 
     fn mapping(platform_field: &str, property: &str, platform_type: FieldType) -> FieldMapping {
         FieldMapping {
-            platform_field: platform_field.into(),
-            hubspot_property: property.into(),
-            direction: Direction::Out,
-            platform_type,
-            computed: false,
             values: vec!["gold".into(), "silver".into()],
-            from_associated: None,
+            ..FieldMapping::out(platform_field, property, platform_type)
         }
     }
 

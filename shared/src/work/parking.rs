@@ -177,6 +177,41 @@ pub async fn redrive(
 mod tests {
     use super::*;
 
+    /// A number in a template.yaml line `<key>: <n>` within `block` (a parameter's or a
+    /// resource's lines, up to the next blank line).
+    fn template_number(template: &str, block: &str, key: &str) -> u32 {
+        let start = template.find(&format!("\n  {block}:\n")).unwrap_or_else(|| panic!("no {block} in template.yaml"));
+        let lines = template[start + 1..].lines().skip(1).take_while(|line| !line.trim().is_empty());
+        let value = lines
+            .filter_map(|line| line.trim().strip_prefix(&format!("{key}: ")))
+            .next()
+            .unwrap_or_else(|| panic!("{block} has no {key}"));
+        value.parse().unwrap_or_else(|_| panic!("{block}.{key} is not a number: {value}"))
+    }
+
+    #[test]
+    fn the_queues_own_redrive_never_parks_a_message_hubsync_would_still_retry() {
+        let template = include_str!("../../../template.yaml");
+        for (queue, limit) in
+            [("PushQueue", "PushMaxReceives"), ("InboundQueue", "InboundMaxReceives"), ("BulkQueue", "BulkMaxReceives")]
+        {
+            assert!(
+                template.contains(&format!("maxReceiveCount: !Ref {limit}")),
+                "{queue}'s maxReceiveCount is the {limit} parameter"
+            );
+            // A message is parked by hubsync, with its reason, at its MAX_ATTEMPTS-th failed
+            // delivery; SQS must not move it to the dead-letter queue, reasonless, before that.
+            for key in ["Default", "MinValue"] {
+                let receives = template_number(template, limit, key);
+                assert!(receives > MAX_ATTEMPTS, "{limit}.{key} is {receives}: keep it above {MAX_ATTEMPTS}");
+            }
+            // The longest backoff hides a message for MAX_BACKOFF; retention must outlast them all.
+            let retention = template_number(template, queue, "MessageRetentionPeriod");
+            let backed_off: Duration = (1..=MAX_ATTEMPTS).map(backoff).sum();
+            assert!(u64::from(retention) > backed_off.as_secs() * 2, "{queue} keeps messages {retention} s");
+        }
+    }
+
     #[test]
     fn retries_back_off_over_more_than_five_minutes_before_parking() {
         let waited: Duration = (1..MAX_ATTEMPTS).map(backoff).sum();
