@@ -1,6 +1,7 @@
 //! The README's walkthrough, on the local runner: connect a simulated portal, save a mapping and
 //! push a change, over real HTTP, with no AWS at all.
 
+use hubsync_local::{LocalError, LocalOptions};
 use hubsync_tests::local::{DemoConsole, install_demo_portal, start_local};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -90,4 +91,20 @@ async fn a_newcomer_connects_a_simulated_portal_saves_a_mapping_and_pushes_a_con
     assert!(records.iter().all(|r| r["record_key"] == "ada@example.com"), "{received}");
     assert_eq!(runs["runs"][0]["counts"]["created"], 1, "{runs}");
     local.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_busy_port_is_named_with_the_variable_that_moves_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap();
+    let free = "127.0.0.1:0".parse().unwrap();
+    for (options, var) in [
+        (LocalOptions { addr: busy, simulator_addr: free, real_hubspot: None }, "HUBSYNC_LOCAL_ADDR"),
+        (LocalOptions { addr: free, simulator_addr: busy, real_hubspot: None }, "HUBSYNC_SIM_ADDR"),
+    ] {
+        let Err(err) = hubsync_local::start(options).await else { panic!("started on a port in use") };
+        assert!(matches!(err, LocalError::AddressInUse { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(&busy.to_string()) && message.contains(var), "{message}");
+    }
 }

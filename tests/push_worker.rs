@@ -151,7 +151,13 @@ async fn records_that_must_not_sync_are_dropped_with_their_reason() {
             setup.change("contact", "not-an-email", json!({ "first_name": "X" }), "2026-01-01T00:00:00Z"),
             setup.change("deal", "deal-1", json!({ "amount": 5 }), "2026-01-01T00:00:00Z"),
             setup.change("contact", "ok@example.com", json!({ "seats": "many" }), "2026-01-01T00:00:00Z"),
-            setup.change("contact", "ok2@example.com", json!({ "favourite_colour": "red" }), "2026-01-01T00:00:00Z"),
+            setup.change(
+                "contact",
+                "ok2@example.com",
+                json!({ "first_name": "Y", "favourite_colour": "red" }),
+                "2026-01-01T00:00:00Z",
+            ),
+            setup.change("contact", "ok3@example.com", json!({ "favourite_colour": "blue" }), "2026-01-01T00:00:00Z"),
         ])
         .await;
     assert!(setup.drain().await.is_empty(), "deliberate drops are acknowledged, not retried");
@@ -159,6 +165,8 @@ async fn records_that_must_not_sync_are_dropped_with_their_reason() {
     assert_eq!(counts.skipped["contact has no valid email"], 1);
     assert_eq!(counts.skipped["deals are not configured for this connection"], 1);
     assert_eq!(counts.skipped["field `seats` has an invalid value: expected a number"], 1);
+    let nothing_mapped = "no mapped field: favourite_colour sent, none mapped to a HubSpot property (map them in the connection's config)";
+    assert_eq!(counts.skipped[nothing_mapped], 1, "{counts:?}");
     assert_eq!(counts.created, 1, "unmapped fields are ignored; the record itself syncs");
     let runs = setup.runs().await;
     assert!(runs.iter().any(|r| r.counts.ignored_fields.get("favourite_colour") == Some(&1)), "{runs:?}");

@@ -1,7 +1,6 @@
 //! hubsync on one machine, with no AWS account: the routes of every function on one port, the
 //! embedded store, secrets from local config, and the HubSpot simulator (or a real HubSpot).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,29 +21,18 @@ use hubsync::{inbound, outbound};
 use rand::RngCore;
 use tokio::net::TcpListener;
 
+mod options;
 mod platform;
 
+pub use options::{
+    DEFAULT_LOCAL_ADDR, DEFAULT_SIM_ADDR, LOCAL_ADDR_VAR, LocalError, LocalOptions, REAL_HUBSPOT_VARS, RealHubSpot,
+    SIM_ADDR_VAR,
+};
 pub use platform::{PlatformArrival, StandInPlatform};
 
 /// The demo tenant's console API key, so the README's curl commands work as written.
 pub const DEMO_API_KEY: &str = "hsk_local_demo";
 pub const DEMO_TENANT: &str = "demo";
-
-pub struct LocalOptions {
-    /// Where hubsync listens (127.0.0.1:8080 by default).
-    pub addr: SocketAddr,
-    /// Where the simulator listens, when no real HubSpot is given.
-    pub simulator_addr: SocketAddr,
-    /// A real HubSpot app instead of the simulator.
-    pub real_hubspot: Option<RealHubSpot>,
-}
-
-pub struct RealHubSpot {
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// The public callback URL registered in the HubSpot app (HubSpot needs https).
-    pub redirect_uri: String,
-}
 
 pub struct RunningLocal {
     pub base_url: String,
@@ -110,8 +98,10 @@ fn random_key() -> Secret {
     Secret::new(base64::engine::general_purpose::STANDARD.encode(key))
 }
 
-pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
-    let listener = TcpListener::bind(options.addr).await?;
+pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
+    let listener = TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| options::listen_error(e, "hubsync", options.addr, LOCAL_ADDR_VAR))?;
     let base_url = format!("http://{}", listener.local_addr()?);
 
     let (simulator, api_url, app_url, client_id, client_secret, redirect_uri) = match options.real_hubspot {
@@ -124,7 +114,9 @@ pub async fn start(options: LocalOptions) -> std::io::Result<RunningLocal> {
             real.redirect_uri,
         ),
         None => {
-            let sim = hubspot_sim::start_on(hubspot_sim::SimConfig::default(), options.simulator_addr).await?;
+            let sim = hubspot_sim::start_on(hubspot_sim::SimConfig::default(), options.simulator_addr)
+                .await
+                .map_err(|e| options::listen_error(e, "the HubSpot simulator", options.simulator_addr, SIM_ADDR_VAR))?;
             let url = sim.base_url();
             (
                 Some(sim),

@@ -2,35 +2,27 @@
 //!
 //! Options (environment): `HUBSYNC_LOCAL_ADDR` (127.0.0.1:8080), `HUBSYNC_SIM_ADDR`
 //! (127.0.0.1:8090). To use a real HubSpot app instead of the simulator, set
-//! `HUBSPOT_CLIENT_ID`, `HUBSPOT_CLIENT_SECRET` and `HUBSPOT_REDIRECT_URI`.
+//! `HUBSPOT_CLIENT_ID`, `HUBSPOT_CLIENT_SECRET` and `HUBSPOT_REDIRECT_URI` (all three).
 
-use hubsync::domain::Secret;
-use hubsync_local::{DEMO_API_KEY, LocalOptions, RealHubSpot};
+use std::process::ExitCode;
 
-fn addr(var: &str, default: &str) -> std::net::SocketAddr {
-    let value = std::env::var(var).unwrap_or_else(|_| default.to_string());
-    value.parse().unwrap_or_else(|_| panic!("{var} must be an address like {default}, not `{value}`"))
-}
+use hubsync_local::{DEMO_API_KEY, LocalError, LocalOptions};
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     hubsync::telemetry::init_local();
-    let real_hubspot = match (
-        std::env::var("HUBSPOT_CLIENT_ID"),
-        std::env::var("HUBSPOT_CLIENT_SECRET"),
-        std::env::var("HUBSPOT_REDIRECT_URI"),
-    ) {
-        (Ok(client_id), Ok(secret), Ok(redirect_uri)) => {
-            Some(RealHubSpot { client_id, client_secret: Secret::new(secret), redirect_uri })
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hubsync-local: {err}");
+            ExitCode::FAILURE
         }
-        _ => None,
-    };
-    let running = hubsync_local::start(LocalOptions {
-        addr: addr("HUBSYNC_LOCAL_ADDR", "127.0.0.1:8080"),
-        simulator_addr: addr("HUBSYNC_SIM_ADDR", "127.0.0.1:8090"),
-        real_hubspot,
-    })
-    .await?;
+    }
+}
+
+async fn run() -> Result<(), LocalError> {
+    let options = LocalOptions::from_env(|name| std::env::var(name).ok())?;
+    let running = hubsync_local::start(options).await?;
     let hubspot = running.simulator.as_ref().map_or("a real HubSpot".to_string(), |s| s.base_url());
     println!("hubsync is running on {} (HubSpot: {hubspot})", running.base_url);
     println!("demo tenant API key: {DEMO_API_KEY}");

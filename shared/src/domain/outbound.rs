@@ -126,6 +126,10 @@ pub enum SkipReason {
     Merged,
     #[error("field `{field}` has an invalid value: {reason}")]
     InvalidValue { field: String, reason: String },
+    /// Fields were sent but none is mapped out: writing only the match key would create or
+    /// touch a record with nothing of what the platform meant to send.
+    #[error("no mapped field: {0} sent, none mapped to a HubSpot property (map them in the connection's config)")]
+    NothingMapped(String),
 }
 
 impl MatchKey {
@@ -202,6 +206,11 @@ pub fn fold(changes: &[&PushMessage], config: &ObjectConfig) -> Result<PendingWr
                 .map_err(|reason| SkipReason::InvalidValue { field: name.to_string(), reason })?;
             properties.insert(mapping.hubspot_property.clone(), Stamped::new(wire, at));
         }
+    }
+    let nothing_to_write = properties.is_empty() && lists.add.is_empty() && lists.remove.is_empty();
+    if nothing_to_write && !unmapped_fields.is_empty() {
+        let sent: Vec<&str> = unmapped_fields.iter().map(String::as_str).collect();
+        return Err(SkipReason::NothingMapped(sent.join(", ")));
     }
     // The match key travels as a property too, so a created record carries it.
     let newest_at = millis(newest.changed_at);
@@ -484,6 +493,21 @@ mod tests {
         let bad = message("a@b.co", json!({"plan": "bronze"}), T1);
         let config = contacts(vec![mapping("plan", "tier", FieldType::Enumeration)]);
         assert!(matches!(fold(&[&bad], &config), Err(SkipReason::InvalidValue { .. })));
+    }
+
+    #[test]
+    fn a_change_of_only_unmapped_fields_is_skipped_rather_than_creating_an_empty_record() {
+        let config = contacts(vec![mapping("plan", "tier", FieldType::Enumeration)]);
+        let unmapped = message("a@b.co", json!({"nickname": "Ada", "colour": "red"}), T1);
+        let skipped = fold(&[&unmapped], &config).unwrap_err();
+        assert_eq!(skipped, SkipReason::NothingMapped("colour, nickname".into()));
+        assert!(skipped.to_string().starts_with("no mapped field:"), "the reason's class stays one metric");
+
+        let mut with_list = unmapped.clone();
+        with_list.lists.add.push("vip".into());
+        assert!(fold(&[&with_list], &config).is_ok(), "a list membership is still something to write");
+        let key_only = message("a@b.co", json!({}), T1);
+        assert!(fold(&[&key_only], &config).is_ok(), "a record sent with no fields is made to exist");
     }
 
     #[test]
