@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hubspot_sim::ALL_SCOPES;
-use hubsync_local::DEMO_API_KEY;
+use hubsync_local::{DEMO_API_KEY, LOCAL_ADMIN_API_KEY};
 use hubsync_tests::local::{DemoConsole, install_demo_portal, start_local};
 use serde_json::{Value, json};
 
@@ -48,11 +48,16 @@ response_schema_conformance.enabled = true
 [[operations]]
 include-operation-id = "uninstall"
 parameters = { "path.connection_id" = "${HUBSYNC_CONNECTION_TO_UNINSTALL}" }
+
+# The admin API, with the deployment's admin key: its answers are held to the document too.
+[[operations]]
+include-tag = "admin"
+headers = { Authorization = "Bearer ${HUBSYNC_ADMIN_KEY}" }
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_api_answers_as_its_openapi_document_says() {
-    let mut schemathesis = schemathesis_command();
+    schemathesis_command();
     let local = start_local().await;
     let base = local.base_url.clone();
     let connection = connection_id(&install_demo_portal(&base).await);
@@ -69,25 +74,50 @@ async fn the_console_api_answers_as_its_openapi_document_says() {
     let saved = console.send(reqwest::Method::PUT, &format!("/connections/{connection}/config"), &config).await;
     assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap());
 
+    let env = [
+        ("HUBSYNC_API_KEY", DEMO_API_KEY.to_string()),
+        ("HUBSYNC_ADMIN_KEY", LOCAL_ADMIN_API_KEY.to_string()),
+        ("HUBSYNC_CONNECTION", connection.clone()),
+        ("HUBSYNC_CONNECTION_TO_UNINSTALL", to_uninstall.clone()),
+    ];
+    // The tenant's routes first: the admin run may revoke the demo tenant's key, as it should.
+    schemathesis_passes(&base, "--exclude-tag", &env).await;
+
+    // The ids above were the ones used: the uninstall reached its own connection, and only it.
+    let gone = console.get(&format!("/connections/{to_uninstall}")).await;
+    assert_eq!(gone["status"], "disabled", "{gone}");
+    let kept = console.get(&format!("/connections/{connection}")).await;
+    assert_eq!(kept["status"], "active", "{kept}");
+
+    schemathesis_passes(&base, "--include-tag", &env).await;
+    local.shutdown().await;
+}
+
+/// Runs schemathesis on the operations tagged `admin` (`--include-tag`) or on the others
+/// (`--exclude-tag`), and requires that every answer is as documented.
+async fn schemathesis_passes(base: &str, admin_selection: &str, env: &[(&str, String)]) {
+    let mut schemathesis = schemathesis_command();
     let workdir = std::env::temp_dir().join(hubsync_tests::unique_name("hubsync-schemathesis"));
     std::fs::create_dir(&workdir).unwrap();
     std::fs::write(workdir.join("schemathesis.toml"), CONFIG).unwrap();
-    schemathesis
-        .current_dir(&workdir)
-        .args(["--config-file", "schemathesis.toml", "run", "--no-color", &format!("{base}/openapi.json")])
-        .env("HUBSYNC_API_KEY", DEMO_API_KEY)
-        .env("HUBSYNC_CONNECTION", &connection)
-        .env("HUBSYNC_CONNECTION_TO_UNINSTALL", &to_uninstall);
+    schemathesis.current_dir(&workdir).args([
+        "--config-file",
+        "schemathesis.toml",
+        "run",
+        "--no-color",
+        admin_selection,
+        "admin",
+        &format!("{base}/openapi.json"),
+    ]);
+    schemathesis.envs(env.iter().map(|(name, value)| (*name, value.as_str())));
     let started = Instant::now();
     let (passed, report) =
         tokio::task::spawn_blocking(move || run_with_time_limit(schemathesis, &workdir)).await.unwrap();
-    assert!(passed, "schemathesis found answers that differ from the OpenAPI document:\n{report}");
-    println!("schemathesis passed in {:.0?}:\n{report}", started.elapsed());
-
-    // The ids above were the ones used: the uninstall reached its own connection, and only it.
-    assert_eq!(console.get(&format!("/connections/{to_uninstall}")).await["status"], "disabled");
-    assert_eq!(console.get(&format!("/connections/{connection}")).await["status"], "active");
-    local.shutdown().await;
+    assert!(
+        passed,
+        "schemathesis ({admin_selection} admin) found answers that differ from the OpenAPI document:\n{report}"
+    );
+    println!("schemathesis ({admin_selection} admin) passed in {:.0?}:\n{report}", started.elapsed());
 }
 
 fn connection_id(install: &Value) -> String {

@@ -470,6 +470,39 @@ async fn api_keys_are_found_by_hash_only(store: Arc<dyn Store>) {
     assert_eq!(store.find_api_key(plaintext.expose()).await.unwrap(), None);
 }
 
+async fn a_tenants_keys_are_listed_and_revoked(store: Arc<dyn Store>) {
+    let (first, one) = ApiKeyRecord::generate(TenantId::new("t1"), "console".into(), now());
+    let (_, two) = ApiKeyRecord::generate(TenantId::new("t1"), "ci".into(), now());
+    let (_, other) = ApiKeyRecord::generate(TenantId::new("t2"), "console".into(), now());
+    for key in [&one, &two, &other] {
+        store.put_api_key(key).await.unwrap();
+    }
+    let mut expected = vec![one.clone(), two.clone()];
+    expected.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+    assert_eq!(store.list_api_keys(&TenantId::new("t1")).await.unwrap(), expected, "by key id, the tenant's only");
+    store.delete_api_key(&one.key_hash).await.unwrap();
+    assert_eq!(store.find_api_key(&hash_api_key(first.expose())).await.unwrap(), None, "revoked");
+    assert_eq!(store.list_api_keys(&TenantId::new("t1")).await.unwrap(), vec![two]);
+}
+
+async fn a_tenant_is_created_once_and_listed(store: Arc<dyn Store>) {
+    let tenant = |id: &str, name: &str| Tenant { id: TenantId::new(id), name: name.into(), created_at: now() };
+    let attempts: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let candidate = tenant("acme", &format!("Acme {i}"));
+            tokio::spawn(async move { store.create_tenant(&candidate).await.unwrap() })
+        })
+        .collect();
+    assert_eq!(futures_count(attempts.into_iter()).await, 1, "one of concurrent creations wins");
+    let winner = store.get_tenant(&TenantId::new("acme")).await.unwrap().unwrap();
+    assert!(!store.create_tenant(&tenant("acme", "Acme again")).await.unwrap());
+    assert_eq!(store.get_tenant(&TenantId::new("acme")).await.unwrap(), Some(winner.clone()), "unchanged");
+    store.put_tenant(&tenant("beta", "Beta")).await.unwrap();
+    let ids: Vec<String> = store.list_tenants().await.unwrap().iter().map(|t| t.id.to_string()).collect();
+    assert_eq!(ids, ["acme", "beta"]);
+}
+
 async fn rate_slots_are_spaced_across_concurrent_callers(store: Arc<dyn Store>) {
     let interval = Duration::milliseconds(100);
     let attempts: Vec<_> = (0..12)
@@ -553,6 +586,8 @@ contract!(
     a_run_update_over_a_stale_read_is_refused,
     runs_are_listed_newest_first,
     api_keys_are_found_by_hash_only,
+    a_tenants_keys_are_listed_and_revoked,
+    a_tenant_is_created_once_and_listed,
     rate_slots_are_spaced_across_concurrent_callers,
     a_held_budget_hands_out_no_slot_before_the_hold,
 );

@@ -33,6 +33,8 @@ pub use platform::{PlatformArrival, StandInPlatform};
 /// The demo tenant's console API key, so the README's curl commands work as written.
 pub const DEMO_API_KEY: &str = "hsk_local_demo";
 pub const DEMO_TENANT: &str = "demo";
+/// The admin API's key on the local runner (in AWS it is `admin_api_key` in the app secret).
+pub const LOCAL_ADMIN_API_KEY: &str = "hsk_local_admin_0123456789abcdef0123456789";
 
 pub struct RunningLocal {
     pub base_url: String,
@@ -150,6 +152,7 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
         client_secret,
         delivery_signing_secret: delivery_signing_secret.clone(),
         token_encryption_key: Some(random_key()),
+        admin_api_key: Some(Secret::new(LOCAL_ADMIN_API_KEY)),
     };
     let store = Arc::new(MemoryStore::new());
     add_tenant(store.as_ref(), DEMO_TENANT, DEMO_API_KEY).await;
@@ -301,6 +304,7 @@ async fn add_tenant(store: &dyn Store, tenant_id: &str, api_key: &str) {
         key_hash: hash_api_key(api_key),
         label: format!("local runner key of {tenant_id}"),
         created_at: now,
+        expires_at: None,
     };
     store.put_api_key(&key).await.expect("embedded store");
 }

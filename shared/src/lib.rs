@@ -15,6 +15,7 @@
 //! - [`deps`]: the dependencies a function builds once per cold start.
 
 pub mod adapters;
+pub mod admin;
 pub mod connect;
 pub mod console;
 pub mod deps;

@@ -34,6 +34,7 @@ pub enum SecretKind {
     TokenEncryptionKey,
     DeliverySigningSecret,
     ConsoleApiKey,
+    AdminApiKey,
     AccessToken,
     RefreshToken,
 }
@@ -45,6 +46,7 @@ impl fmt::Display for SecretKind {
             SecretKind::TokenEncryptionKey => "the token encryption key",
             SecretKind::DeliverySigningSecret => "the delivery signing secret",
             SecretKind::ConsoleApiKey => "a console API key",
+            SecretKind::AdminApiKey => "the admin API key",
             SecretKind::AccessToken => "a HubSpot access token",
             SecretKind::RefreshToken => "a HubSpot refresh token",
         })

@@ -23,6 +23,8 @@ pub const CLIENT_ID: &str = "sim-client-id";
 pub const CLIENT_SECRET: &str = "sim-client-secret";
 pub const DELIVERY_SIGNING_SECRET: &str = "delivery-secret";
 pub const TOKEN_ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+/// The platform team's key to the admin API, in the test deployment's app secret.
+pub const ADMIN_API_KEY: &str = "hsk_admin_test_5f0c2a9e41b7d3e8c6a1f4b2d9e07c35";
 
 /// The wall clock, moved ahead when a test says so (to expire a token, say): time passes for
 /// hubsync as it does for HubSpot's simulator and the pacer's waits, plus what the test adds.
@@ -83,6 +85,7 @@ impl World {
         secrets.register(SecretKind::ClientSecret, CLIENT_SECRET);
         secrets.register(SecretKind::DeliverySigningSecret, DELIVERY_SIGNING_SECRET);
         secrets.register(SecretKind::TokenEncryptionKey, TOKEN_ENCRYPTION_KEY);
+        secrets.register(SecretKind::AdminApiKey, ADMIN_API_KEY);
         let sim = hubspot_sim::start(sim_config).await.expect("simulator starts");
         let aws = crate::aws_config().await;
         let store = crate::dynamo_store().await;
@@ -93,6 +96,7 @@ impl World {
             "client_secret": CLIENT_SECRET,
             "delivery_signing_secret": DELIVERY_SIGNING_SECRET,
             "token_encryption_key": TOKEN_ENCRYPTION_KEY,
+            "admin_api_key": ADMIN_API_KEY,
         });
         aws_sdk_secretsmanager::Client::new(&aws)
             .create_secret()
@@ -172,6 +176,7 @@ impl World {
             "client_id": CLIENT_ID,
             "client_secret": client_secret,
             "delivery_signing_secret": DELIVERY_SIGNING_SECRET,
+            "admin_api_key": ADMIN_API_KEY,
         });
         aws_sdk_secretsmanager::Client::new(&crate::aws_config().await)
             .put_secret_value()

@@ -1,5 +1,6 @@
 //! The console's REST API. Every route authenticates the tenant by API key and touches only
-//! that tenant's connections; the work itself is in `hubsync::console`.
+//! that tenant's connections; the work itself is in `hubsync::console`. The platform team's
+//! admin API (`/admin`, its own key) is served alongside ([`admin`]).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,8 @@ use hubsync::domain::{Connection, ConnectionConfig, ObjectType, PropertySchema, 
 use hubsync::http::{ApiError, ApiJson};
 use serde::{Deserialize, Serialize};
 
+mod admin;
+
 /// Configs are small; this bounds what a request can make the function parse.
 const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -40,6 +43,7 @@ pub fn router(deps: Deps) -> Router {
         .route("/connections/{connection_id}/runs", get(list_runs))
         .route("/connections/{connection_id}/redrive", post(redrive_parked))
         .route("/connections/{connection_id}/full-sync", post(full_sync))
+        .merge(admin::routes())
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(deps)

@@ -90,9 +90,26 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError> {
+        self.pause().await;
+        let mut state = self.state();
+        if state.tenants.contains_key(&tenant.id) {
+            return Ok(false);
+        }
+        state.tenants.insert(tenant.id.clone(), tenant.clone());
+        Ok(true)
+    }
+
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         self.pause().await;
         Ok(self.state().tenants.get(id).cloned())
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.pause().await;
+        let mut tenants: Vec<Tenant> = self.state().tenants.values().cloned().collect();
+        tenants.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        Ok(tenants)
     }
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
@@ -461,5 +478,19 @@ impl Store for MemoryStore {
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.pause().await;
         Ok(self.state().api_keys.get(key_hash).cloned())
+    }
+
+    async fn list_api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.pause().await;
+        let mut keys: Vec<ApiKeyRecord> =
+            self.state().api_keys.values().filter(|key| &key.tenant_id == tenant).cloned().collect();
+        keys.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        Ok(keys)
+    }
+
+    async fn delete_api_key(&self, key_hash: &str) -> Result<(), StoreError> {
+        self.pause().await;
+        self.state().api_keys.remove(key_hash);
+        Ok(())
     }
 }

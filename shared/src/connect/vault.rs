@@ -177,6 +177,7 @@ mod tests {
             client_secret: Secret::new("cs"),
             delivery_signing_secret: Secret::new("ds"),
             token_encryption_key: Some(Secret::new(STANDARD.encode([byte; 32]))),
+            admin_api_key: None,
         }))
     }
 
@@ -221,6 +222,7 @@ mod tests {
             client_secret: Secret::new("cs"),
             delivery_signing_secret: Secret::new("ds"),
             token_encryption_key: None,
+            admin_api_key: None,
         }));
         let vault = TokenVault::new(Arc::new(AppSecretDataKeys::new(secrets(7))), without);
         assert!(matches!(vault.open(&conn, &sealed).await, Err(VaultError::LegacyKeyMissing)));

@@ -20,6 +20,9 @@ pub async fn authenticate(deps: &Deps, headers: &HeaderMap) -> Result<TenantId, 
         .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
         .ok_or(ApiError::Unauthorized)?;
     let record = deps.store.find_api_key(&hash_api_key(key)).await?.ok_or(ApiError::Unauthorized)?;
+    if record.is_expired(deps.clock.now()) {
+        return Err(ApiError::Unauthorized);
+    }
     Ok(record.tenant_id)
 }
 

@@ -58,6 +58,9 @@ pub struct ApiKeyRecord {
     pub label: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// After this the key is refused; `None`: until revoked.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 impl ApiKeyRecord {
@@ -65,8 +68,24 @@ impl ApiKeyRecord {
     pub fn generate(tenant_id: TenantId, label: String, now: OffsetDateTime) -> (Secret, ApiKeyRecord) {
         let key_id = random_token()[..10].to_string();
         let plaintext = format!("hsk_{key_id}_{}", random_token());
-        let record = ApiKeyRecord { key_hash: hash_api_key(&plaintext), key_id, tenant_id, label, created_at: now };
+        let record = ApiKeyRecord {
+            key_hash: hash_api_key(&plaintext),
+            key_id,
+            tenant_id,
+            label,
+            created_at: now,
+            expires_at: None,
+        };
         (Secret::new(plaintext), record)
+    }
+
+    /// The start of the plaintext, enough to tell keys apart and nothing more.
+    pub fn prefix(&self) -> String {
+        format!("hsk_{}_", self.key_id)
+    }
+
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|expires_at| now >= expires_at)
     }
 }
 
@@ -108,6 +127,15 @@ mod tests {
         let (plaintext, record) = ApiKeyRecord::generate(TenantId::new("t"), "ci".into(), now());
         assert_eq!(record.key_hash, hash_api_key(plaintext.expose()));
         assert!(!serde_json::to_string(&record).unwrap().contains(plaintext.expose()));
-        assert!(plaintext.expose().starts_with(&format!("hsk_{}_", record.key_id)));
+        assert!(plaintext.expose().starts_with(&record.prefix()));
+    }
+
+    #[test]
+    fn a_key_with_an_expiry_is_refused_from_then_on() {
+        let (_, mut record) = ApiKeyRecord::generate(TenantId::new("t"), "ci".into(), now());
+        assert!(!record.is_expired(now() + Duration::days(3650)), "no expiry: until revoked");
+        record.expires_at = Some(now() + Duration::days(1));
+        assert!(!record.is_expired(now()));
+        assert!(record.is_expired(now() + Duration::days(1)));
     }
 }

@@ -19,13 +19,20 @@ pub struct AppSecrets {
     /// master key that wraps data keys.
     #[serde(default, deserialize_with = "non_empty")]
     pub token_encryption_key: Option<Secret>,
+    /// The platform team's key to the admin API (tenants, their keys, every connection's
+    /// health). Without it the admin API refuses every request.
+    #[serde(default, deserialize_with = "non_empty")]
+    pub admin_api_key: Option<Secret>,
 }
+
+/// An admin key shorter than this is refused: it guards every tenant.
+pub const MIN_ADMIN_KEY_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error(
         "secret `{name}` is not valid: {reason}. It must be a JSON object with the strings client_id, \
-         client_secret and delivery_signing_secret (and optionally token_encryption_key)"
+         client_secret and delivery_signing_secret (and optionally token_encryption_key and admin_api_key)"
     )]
     Invalid { name: String, reason: String },
     #[error("secret `{0}` was not found")]
@@ -48,8 +55,18 @@ impl AppSecrets {
                 None => return Err(invalid(format!("`{field}` is missing"))),
             }
         }
-        if object.get("token_encryption_key").is_some_and(|v| !v.is_string()) {
-            return Err(invalid("`token_encryption_key` must be a string".to_string()));
+        for field in ["token_encryption_key", "admin_api_key"] {
+            if object.get(field).is_some_and(|v| !v.is_string()) {
+                return Err(invalid(format!("`{field}` must be a string")));
+            }
+        }
+        if let Some(key) = object.get("admin_api_key").and_then(|v| v.as_str())
+            && !key.trim().is_empty()
+            && key.trim().len() < MIN_ADMIN_KEY_LEN
+        {
+            return Err(invalid(format!(
+                "`admin_api_key` must be at least {MIN_ADMIN_KEY_LEN} characters: make one with `openssl rand -hex 32`"
+            )));
         }
         serde_json::from_value(value).map_err(|_| invalid("unexpected shape".to_string()))
     }
@@ -81,6 +98,21 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("delivery_signing_secret"), "{message}");
         assert!(!message.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_short_admin_key_is_refused_without_being_echoed() {
+        let base = r#""client_id":"x","client_secret":"s","delivery_signing_secret":"d""#;
+        let err =
+            AppSecrets::from_json("hubsync/app", &format!(r#"{{{base},"admin_api_key":"hunter2"}}"#)).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("at least 32 characters"), "{message}");
+        assert!(!message.contains("hunter2"));
+        let long = "a".repeat(MIN_ADMIN_KEY_LEN);
+        let secrets = AppSecrets::from_json("hubsync/app", &format!(r#"{{{base},"admin_api_key":"{long}"}}"#)).unwrap();
+        assert_eq!(secrets.admin_api_key.map(|k| k.expose().len()), Some(MIN_ADMIN_KEY_LEN));
+        let none = AppSecrets::from_json("hubsync/app", &format!(r#"{{{base},"admin_api_key":""}}"#)).unwrap();
+        assert!(none.admin_api_key.is_none(), "empty: no admin API");
     }
 
     #[test]

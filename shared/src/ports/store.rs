@@ -57,7 +57,12 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     // Tenants and connections.
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    /// Adds the tenant unless one with its id exists (then `false`, and nothing changes): of
+    /// concurrent creations of one id, exactly one succeeds.
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError>;
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    /// Every tenant, by id.
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     /// Creates or replaces a connection (an install, an uninstall: the tenant's decision wins)
     /// and keeps the tenant and portal indexes in step; its revision moves on.
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
@@ -202,4 +207,8 @@ pub trait Store: Send + Sync {
     // Console API keys.
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// A tenant's keys (as stored: hashes, never plaintexts), by key id.
+    async fn list_api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes the key at once: the next request with it is refused.
+    async fn delete_api_key(&self, key_hash: &str) -> Result<(), StoreError>;
 }

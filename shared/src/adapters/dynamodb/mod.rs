@@ -5,7 +5,7 @@
 //!
 //! | item            | pk                              | sk                       | extra attributes          |
 //! |-----------------|---------------------------------|--------------------------|---------------------------|
-//! | tenant          | `TENANT#<tenant>`               | `TENANT`                 |                           |
+//! | tenant          | `TENANT#<tenant>`               | `TENANT`                 | gsi1 (`TENANTS`: all of them) |
 //! | connection      | `CONN#<conn>`                   | `CONNECTION`             | gsi1 (tenant), gsi2 (portal), gsi3 (active), `rev` |
 //! | config          | `CONN#<conn>`                   | `CONFIG`                 | `version`                 |
 //! | tokens          | `CONN#<conn>`                   | `TOKENS`                 |                           |
@@ -44,6 +44,8 @@ use crate::domain::{
 use crate::ports::{Claimed, OutboundSave, Store, StoreError};
 
 pub const TENANT_INDEX: &str = "gsi1";
+/// The tenant index's partition that lists every tenant.
+const ALL_TENANTS: &str = "TENANTS";
 pub const PORTAL_INDEX: &str = "gsi2";
 /// Sparse: only active connections have `gsi3pk`, so the scheduled pulls list just those.
 pub const ACTIVE_INDEX: &str = "gsi3";
@@ -56,11 +58,25 @@ pub struct DynamoStore {
 #[async_trait]
 impl Store for DynamoStore {
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
-        self.put_body(format!("TENANT#{}", tenant.id), "TENANT", tenant).await
+        self.put_item(tenant_item(tenant)?).await
+    }
+
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError> {
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(tenant_item(tenant)?))
+            .condition_expression("attribute_not_exists(pk)");
+        applied(request.send().await)
     }
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         self.get_body(format!("TENANT#{id}"), "TENANT").await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.query_index(TENANT_INDEX, ALL_TENANTS.into(), "TENANT#").await
     }
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
@@ -498,4 +514,20 @@ impl Store for DynamoStore {
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.get_body(format!("APIKEY#{key_hash}"), "APIKEY").await
     }
+
+    async fn list_api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.query_index(TENANT_INDEX, format!("TENANT#{tenant}"), "APIKEY#").await
+    }
+
+    async fn delete_api_key(&self, key_hash: &str) -> Result<(), StoreError> {
+        self.delete_item(format!("APIKEY#{key_hash}"), "APIKEY").await
+    }
+}
+
+/// A tenant's item, listed under the tenant index's `TENANTS` partition.
+fn tenant_item(tenant: &Tenant) -> Result<table::Item, StoreError> {
+    let mut item = item(format!("TENANT#{}", tenant.id), "TENANT", tenant)?;
+    item.insert("gsi1pk".into(), s(ALL_TENANTS));
+    item.insert("gsi1sk".into(), s(format!("TENANT#{}", tenant.id)));
+    Ok(item)
 }

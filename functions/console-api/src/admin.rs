@@ -1,0 +1,148 @@
+//! The platform team's admin API under `/admin`: tenants, their console keys, every
+//! connection's health, redrives. Every route takes [`AuthAdmin`] first, so nothing runs
+//! without the deployment's admin key; the work itself is in `hubsync::admin`.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use hubsync::admin::auth::AuthAdmin;
+use hubsync::admin::health::{self, ConnectionHealth};
+use hubsync::admin::tenants::{self, IssuedKey, KeyView, NewKey, NewTenant};
+use hubsync::console::sync::{self, ParkedWork, Redriven};
+use hubsync::deps::Deps;
+use hubsync::domain::{ConnectionId, Tenant};
+use hubsync::http::{ApiError, ApiJson};
+use serde::{Deserialize, Serialize};
+
+pub fn routes() -> Router<Deps> {
+    Router::new()
+        .route("/admin/tenants", get(list_tenants).post(create_tenant))
+        .route("/admin/tenants/{tenant_id}/keys", get(list_keys).post(issue_key))
+        .route("/admin/tenants/{tenant_id}/keys/{key_id}", delete(revoke_key))
+        .route("/admin/tenants/{tenant_id}/keys/{key_id}/rotate", post(rotate_key))
+        .route("/admin/connections", get(connections_health))
+        .route("/admin/connections/{connection_id}/redrive", post(redrive))
+}
+
+#[derive(Serialize)]
+struct TenantList {
+    tenants: Vec<Tenant>,
+}
+
+async fn list_tenants(_: AuthAdmin, State(deps): State<Deps>) -> Result<Json<TenantList>, ApiError> {
+    Ok(Json(TenantList { tenants: tenants::list_tenants(&deps).await? }))
+}
+
+async fn create_tenant(
+    _: AuthAdmin,
+    State(deps): State<Deps>,
+    ApiJson(request): ApiJson<NewTenant>,
+) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+    Ok((StatusCode::CREATED, Json(tenants::create_tenant(&deps, request).await?)))
+}
+
+#[derive(Serialize)]
+struct KeyList {
+    keys: Vec<KeyView>,
+}
+
+async fn list_keys(
+    _: AuthAdmin,
+    State(deps): State<Deps>,
+    TenantPath(id): TenantPath,
+) -> Result<Json<KeyList>, ApiError> {
+    let tenant = tenants::existing_tenant(&deps, &id).await?;
+    Ok(Json(KeyList { keys: tenants::list_keys(&deps, &tenant).await? }))
+}
+
+async fn issue_key(
+    _: AuthAdmin,
+    State(deps): State<Deps>,
+    TenantPath(id): TenantPath,
+    ApiJson(request): ApiJson<NewKey>,
+) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
+    let tenant = tenants::existing_tenant(&deps, &id).await?;
+    Ok((StatusCode::CREATED, Json(tenants::issue_key(&deps, &tenant, request).await?)))
+}
+
+async fn rotate_key(
+    _: AuthAdmin,
+    State(deps): State<Deps>,
+    KeyPath(id, key_id): KeyPath,
+) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
+    let tenant = tenants::existing_tenant(&deps, &id).await?;
+    Ok((StatusCode::CREATED, Json(tenants::rotate_key(&deps, &tenant, &key_id).await?)))
+}
+
+async fn revoke_key(
+    _: AuthAdmin,
+    State(deps): State<Deps>,
+    KeyPath(id, key_id): KeyPath,
+) -> Result<Json<KeyView>, ApiError> {
+    let tenant = tenants::existing_tenant(&deps, &id).await?;
+    Ok(Json(tenants::revoke_key(&deps, &tenant, &key_id).await?))
+}
+
+#[derive(Serialize)]
+struct HealthList {
+    connections: Vec<ConnectionHealth>,
+}
+
+async fn connections_health(_: AuthAdmin, State(deps): State<Deps>) -> Result<Json<HealthList>, ApiError> {
+    Ok(Json(HealthList { connections: health::all_connections(&deps).await? }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RedriveQuery {
+    queue: Option<ParkedWork>,
+}
+
+/// Any connection's parked work back to its queues, whichever tenant it belongs to.
+async fn redrive(
+    _: AuthAdmin,
+    State(deps): State<Deps>,
+    Path(id): Path<String>,
+    query: Result<Query<RedriveQuery>, QueryRejection>,
+) -> Result<Json<Redriven>, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::BadRequest(format!("the query is not valid: {}; `queue` is push, inbound or bulk", e.body_text()))
+    })?;
+    let not_found = || ApiError::NotFound(format!("connection `{id}`"));
+    if id.is_empty() || id.len() > 128 {
+        return Err(not_found());
+    }
+    let connection = deps.store.get_connection(&ConnectionId::new(&id)).await?.ok_or_else(not_found)?;
+    Ok(Json(sync::redrive_parked(&deps, &connection, query.queue).await?))
+}
+
+/// The `{tenant_id}` of the path. One that does not decode names no tenant.
+struct TenantPath(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(TenantPath(id)),
+            Err(_) => Err(ApiError::NotFound("tenant".into())),
+        }
+    }
+}
+
+/// The `{tenant_id}` and `{key_id}` of the path.
+struct KeyPath(String, String);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<(String, String)>::from_request_parts(parts, state).await {
+            Ok(Path((tenant, key))) => Ok(KeyPath(tenant, key)),
+            Err(_) => Err(ApiError::NotFound("key".into())),
+        }
+    }
+}
