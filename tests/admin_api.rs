@@ -10,6 +10,42 @@ use hubsync_tests::oauth::install;
 use hubsync_tests::world::{ADMIN_API_KEY, World};
 use serde_json::{Value, json};
 
+/// Every route of the admin API, as the OpenAPI document names it.
+const ADMIN_ROUTES: [(&str, &str); 12] = [
+    ("GET", "/admin/tenants"),
+    ("POST", "/admin/tenants"),
+    ("GET", "/admin/tenants/{tenant_id}/keys"),
+    ("POST", "/admin/tenants/{tenant_id}/keys"),
+    ("DELETE", "/admin/tenants/{tenant_id}/keys/{key_id}"),
+    ("POST", "/admin/tenants/{tenant_id}/keys/{key_id}/rotate"),
+    ("GET", "/admin/catalogue"),
+    ("PUT", "/admin/catalogue"),
+    ("GET", "/admin/tenants/{tenant_id}/catalogue"),
+    ("PUT", "/admin/tenants/{tenant_id}/catalogue"),
+    ("GET", "/admin/connections"),
+    ("POST", "/admin/connections/{connection_id}/redrive"),
+];
+
+#[test]
+fn the_admin_route_table_is_the_documents_admin_api() {
+    let document: Value = serde_json::from_str(console_api::OPENAPI).unwrap();
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap().iter().filter(|(m, _)| m.as_str() != "parameters") {
+            let tags = operation["tags"].as_array().cloned().unwrap_or_default();
+            if tags.contains(&json!("admin")) {
+                assert!(path.starts_with("/admin/"), "{path}: admin operations live under /admin");
+                assert_eq!(operation["security"], json!([{ "adminKey": [] }]), "{method} {path}");
+                documented.insert((method.to_uppercase(), path.clone()));
+            } else {
+                assert!(!path.starts_with("/admin/"), "{method} {path} is under /admin but not tagged admin");
+            }
+        }
+    }
+    let tabled = ADMIN_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, tabled);
+}
+
 async fn call(world: &World, event: Event) -> Reply {
     invoke(&console_api::router(world.function(Function::ConsoleApi).await), event).await
 }
@@ -24,16 +60,8 @@ async fn every_admin_route_refuses_a_missing_key_a_wrong_one_and_a_tenants() {
     let tenant_key = world.tenant("acme").await;
     let conn = install(&world, tenant_key.expose()).await;
     let almost = &ADMIN_API_KEY[..ADMIN_API_KEY.len() - 1];
-    for (method, path) in [
-        ("GET", "/admin/tenants".to_string()),
-        ("POST", "/admin/tenants".to_string()),
-        ("GET", "/admin/tenants/acme/keys".to_string()),
-        ("POST", "/admin/tenants/acme/keys".to_string()),
-        ("DELETE", "/admin/tenants/acme/keys/k1".to_string()),
-        ("POST", "/admin/tenants/acme/keys/k1/rotate".to_string()),
-        ("GET", "/admin/connections".to_string()),
-        ("POST", format!("/admin/connections/{conn}/redrive")),
-    ] {
+    for (method, route) in ADMIN_ROUTES {
+        let path = route.replace("{tenant_id}", "acme").replace("{key_id}", "k1").replace("{connection_id}", &conn);
         for key in [None, Some(tenant_key.expose()), Some(almost)] {
             let event = Event::new(method, &path).json_body(&json!({ "id": "intruder" }));
             let event = match key {
@@ -151,4 +179,97 @@ async fn the_platform_team_sees_every_connections_health_and_redrives_any() {
     assert_eq!(redriven.json()["replayed"], 0);
     let unknown = admin(&world, "POST", "/admin/connections/conn_nope/redrive", json!({})).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/fixtures/catalogues/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn each_platforms_fields_are_expressible_as_a_catalogue() {
+    for platform in ["didomi", "gitmesh", "jimo", "impact"] {
+        let catalogue: hubsync::domain::FieldCatalogue =
+            serde_json::from_value(fixture(platform)).unwrap_or_else(|e| panic!("{platform}: {e}"));
+        assert_eq!(catalogue.problems(), Vec::<String>::new(), "{platform}");
+        assert!(catalogue.fields.iter().any(|f| f.identifies.is_some()), "{platform} identifies its records");
+    }
+}
+
+#[tokio::test]
+async fn mappings_are_checked_against_the_platforms_catalogue() {
+    let world = World::new().await;
+    let acme = world.tenant("acme").await;
+    let conn = install(&world, acme.expose()).await;
+    let no_catalogue = call(&world, Event::get("/catalogue").bearer(acme.expose())).await.json();
+    assert_eq!(
+        (no_catalogue["source"].as_str(), no_catalogue["fields"].as_array().map(Vec::len)),
+        (Some("none"), Some(0))
+    );
+
+    let declared = admin(&world, "PUT", "/admin/catalogue", fixture("gitmesh")).await;
+    assert_eq!(declared.status, StatusCode::OK, "{}", declared.body);
+    let served = call(&world, Event::get("/catalogue").bearer(acme.expose())).await.json();
+    assert_eq!(served["source"], "deployment");
+    assert!(served["fields"].as_array().unwrap().iter().any(|f| f["name"] == "score" && f["computed"] == true));
+
+    let field = |name: &str, property: &str, direction: &str, platform_type: &str| json!({ "platform_field": name, "hubspot_property": property, "direction": direction, "platform_type": platform_type });
+    let config = json!({ "objects": { "contacts": { "match_key": { "kind": "email" }, "write_mode": "upsert", "fields": [
+        field("displayName", "firstname", "out", "string"),
+        field("nickname", "lastname", "out", "string"),
+        field("score", "hs_lead_status", "both", "number"),
+        field("joinedAt", "company", "out", "string"),
+    ] } } });
+    let checked = call(
+        &world,
+        Event::new("POST", &format!("/connections/{conn}/config/validate")).json_body(&config).bearer(acme.expose()),
+    )
+    .await;
+    assert_eq!(checked.status, StatusCode::OK, "{}", checked.body);
+    let problems = checked.json()["problems"].as_array().unwrap().clone();
+    let rule_of = |field: &str| -> Vec<String> {
+        problems
+            .iter()
+            .filter(|p| p["platform_field"] == field)
+            .map(|p| p["rule"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(rule_of("displayName").is_empty(), "{problems:?}");
+    assert!(rule_of("nickname").contains(&"field_not_in_catalogue".to_string()), "{problems:?}");
+    assert!(rule_of("score").contains(&"computed_field_inbound".to_string()), "{problems:?}");
+    assert!(rule_of("joinedAt").contains(&"platform_type_mismatch".to_string()), "{problems:?}");
+    let fix = problems.iter().find(|p| p["rule"] == "platform_type_mismatch").unwrap()["fix"].clone();
+    assert_eq!(fix, "set `platform_type` to date");
+
+    // A tenant's own catalogue replaces the deployment's for that tenant only.
+    let own = admin(&world, "PUT", "/admin/tenants/acme/catalogue", fixture("didomi")).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    let served = call(&world, Event::get("/catalogue").bearer(acme.expose())).await.json();
+    assert_eq!(served["source"], "tenant");
+    assert!(served["fields"].as_array().unwrap().iter().any(|f| f["name"] == "consents_purposes_marketing_enabled"));
+    let other = world.tenant("globex").await;
+    assert_eq!(call(&world, Event::get("/catalogue").bearer(other.expose())).await.json()["source"], "deployment");
+}
+
+#[tokio::test]
+async fn a_catalogue_that_contradicts_itself_is_refused_with_each_problem() {
+    let world = World::new().await;
+    let bad = json!({ "fields": [
+        { "object": "contacts", "name": "plan", "label": "Plan", "type": "enumeration" },
+        { "object": "contacts", "name": "plan", "label": "Plan again", "type": "string" },
+    ] });
+    let refused = admin(&world, "PUT", "/admin/catalogue", bad).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let message = refused.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("enumeration without `values`") && message.contains("declared twice"), "{message}");
+    let unknown_type = admin(
+        &world,
+        "PUT",
+        "/admin/catalogue",
+        json!({ "fields": [
+        { "object": "contacts", "name": "x", "label": "X", "type": "currency" } ] }),
+    )
+    .await;
+    assert_eq!(unknown_type.status, StatusCode::BAD_REQUEST, "{}", unknown_type.body);
+    assert_eq!(admin(&world, "GET", "/admin/catalogue", json!({})).await.json()["fields"], json!([]), "nothing saved");
 }

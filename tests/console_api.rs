@@ -69,6 +69,7 @@ async fn every_route_refuses_a_missing_or_wrong_key() {
     for (method, path) in [
         ("GET", "/connections".to_string()),
         ("POST", "/connections".to_string()),
+        ("GET", "/catalogue".to_string()),
         ("GET", format!("/connections/{conn}")),
         ("DELETE", format!("/connections/{conn}")),
         ("GET", format!("/connections/{conn}/config")),

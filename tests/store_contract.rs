@@ -503,6 +503,30 @@ async fn a_tenant_is_created_once_and_listed(store: Arc<dyn Store>) {
     assert_eq!(ids, ["acme", "beta"]);
 }
 
+async fn catalogues_are_kept_per_deployment_and_per_tenant(store: Arc<dyn Store>) {
+    let tenant = TenantId::new("t1");
+    assert_eq!(store.get_catalogue(None).await.unwrap(), None);
+    let catalogue = |name: &str| FieldCatalogue {
+        fields: vec![CatalogueField {
+            object: ObjectType::Contacts,
+            name: name.into(),
+            label: name.into(),
+            field_type: FieldType::String,
+            computed: false,
+            identifies: None,
+            values: vec![],
+            description: None,
+        }],
+    };
+    store.put_catalogue(None, &catalogue("shared")).await.unwrap();
+    store.put_catalogue(Some(&tenant), &catalogue("own")).await.unwrap();
+    assert_eq!(store.get_catalogue(None).await.unwrap(), Some(catalogue("shared")));
+    assert_eq!(store.get_catalogue(Some(&tenant)).await.unwrap(), Some(catalogue("own")));
+    assert_eq!(store.get_catalogue(Some(&TenantId::new("t2"))).await.unwrap(), None);
+    store.put_catalogue(None, &catalogue("replaced")).await.unwrap();
+    assert_eq!(store.get_catalogue(None).await.unwrap(), Some(catalogue("replaced")));
+}
+
 async fn rate_slots_are_spaced_across_concurrent_callers(store: Arc<dyn Store>) {
     let interval = Duration::milliseconds(100);
     let attempts: Vec<_> = (0..12)
@@ -588,6 +612,7 @@ contract!(
     api_keys_are_found_by_hash_only,
     a_tenants_keys_are_listed_and_revoked,
     a_tenant_is_created_once_and_listed,
+    catalogues_are_kept_per_deployment_and_per_tenant,
     rate_slots_are_spaced_across_concurrent_callers,
     a_held_budget_hands_out_no_slot_before_the_hold,
 );

@@ -9,11 +9,12 @@ use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use hubsync::admin::auth::AuthAdmin;
+use hubsync::admin::catalogue;
 use hubsync::admin::health::{self, ConnectionHealth};
 use hubsync::admin::tenants::{self, IssuedKey, KeyView, NewKey, NewTenant};
 use hubsync::console::sync::{self, ParkedWork, Redriven};
 use hubsync::deps::Deps;
-use hubsync::domain::{ConnectionId, Tenant};
+use hubsync::domain::{ConnectionId, FieldCatalogue, Tenant};
 use hubsync::http::{ApiError, ApiJson};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,8 @@ pub fn routes() -> Router<Deps> {
         .route("/admin/tenants/{tenant_id}/keys", get(list_keys).post(issue_key))
         .route("/admin/tenants/{tenant_id}/keys/{key_id}", delete(revoke_key))
         .route("/admin/tenants/{tenant_id}/keys/{key_id}/rotate", post(rotate_key))
+        .route("/admin/catalogue", get(deployment_catalogue).put(declare_deployment_catalogue))
+        .route("/admin/tenants/{tenant_id}/catalogue", get(tenant_catalogue).put(declare_tenant_catalogue))
         .route("/admin/connections", get(connections_health))
         .route("/admin/connections/{connection_id}/redrive", post(redrive))
 }
@@ -84,6 +87,37 @@ async fn revoke_key(
 ) -> Result<Json<KeyView>, ApiError> {
     let tenant = tenants::existing_tenant(&deps, &id).await?;
     Ok(Json(tenants::revoke_key(&deps, &tenant, &key_id).await?))
+}
+
+async fn deployment_catalogue(_: AuthAdmin, State(deps): State<Deps>) -> Result<Json<FieldCatalogue>, ApiError> {
+    Ok(Json(catalogue::declared(&deps, None).await?))
+}
+
+async fn declare_deployment_catalogue(
+    _: AuthAdmin,
+    State(deps): State<Deps>,
+    ApiJson(declared): ApiJson<FieldCatalogue>,
+) -> Result<Json<FieldCatalogue>, ApiError> {
+    Ok(Json(catalogue::declare(&deps, None, declared).await?))
+}
+
+async fn tenant_catalogue(
+    _: AuthAdmin,
+    State(deps): State<Deps>,
+    TenantPath(id): TenantPath,
+) -> Result<Json<FieldCatalogue>, ApiError> {
+    let tenant = tenants::existing_tenant(&deps, &id).await?;
+    Ok(Json(catalogue::declared(&deps, Some(&tenant.id)).await?))
+}
+
+async fn declare_tenant_catalogue(
+    _: AuthAdmin,
+    State(deps): State<Deps>,
+    TenantPath(id): TenantPath,
+    ApiJson(declared): ApiJson<FieldCatalogue>,
+) -> Result<Json<FieldCatalogue>, ApiError> {
+    let tenant = tenants::existing_tenant(&deps, &id).await?;
+    Ok(Json(catalogue::declare(&deps, Some(&tenant.id), declared).await?))
 }
 
 #[derive(Serialize)]

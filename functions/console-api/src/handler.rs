@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hubsync::console::auth::{AuthTenant, owned_connection};
+use hubsync::console::catalogue::{self, TenantCatalogue};
 use hubsync::console::didomi::{self, ConnectResult, DidomiConfig};
 use hubsync::console::sync::{self, ParkedWork, Queued, Redriven};
 use hubsync::console::{configs, schemas, uninstall};
@@ -33,6 +34,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub fn router(deps: Deps) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi))
+        .route("/catalogue", get(get_catalogue))
         .route("/connections", get(list_connections).post(connect_with_code))
         .route("/connections/{connection_id}", get(get_connection).delete(delete_connection))
         .route("/connections/{connection_id}/config", get(get_config).put(put_config))
@@ -51,6 +53,14 @@ pub fn router(deps: Deps) -> Router {
 
 async fn openapi() -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// The platform fields this tenant may map (the mapping screen's left column).
+async fn get_catalogue(
+    State(deps): State<Deps>,
+    AuthTenant(tenant): AuthTenant,
+) -> Result<Json<TenantCatalogue>, ApiError> {
+    Ok(Json(catalogue::for_tenant(&deps, &tenant).await?))
 }
 
 #[derive(Serialize)]

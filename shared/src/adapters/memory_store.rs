@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use crate::domain::{
-    ApiKeyRecord, Claim, Connection, ConnectionConfig, ConnectionId, ConnectionStatus, DedupKey, InboundState,
-    OAuthState, ObjectType, OutboundState, PortalId, PropertySchema, RecordKey, RecordSyncState, SyncCursor, SyncFlow,
-    SyncRun, Tenant, TenantId, TokenRecord, VersionedConfig,
+    ApiKeyRecord, Claim, Connection, ConnectionConfig, ConnectionId, ConnectionStatus, DedupKey, FieldCatalogue,
+    InboundState, OAuthState, ObjectType, OutboundState, PortalId, PropertySchema, RecordKey, RecordSyncState,
+    SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord, VersionedConfig,
 };
 use crate::ports::{Claimed, OutboundSave, Store, StoreError};
 
@@ -38,6 +38,7 @@ struct State {
     oauth_states: HashMap<String, OAuthState>,
     dedup_keys: HashMap<String, OffsetDateTime>,
     api_keys: HashMap<String, ApiKeyRecord>,
+    catalogues: HashMap<Option<TenantId>, FieldCatalogue>,
     rate_slots: HashMap<String, OffsetDateTime>,
 }
 
@@ -491,6 +492,17 @@ impl Store for MemoryStore {
     async fn delete_api_key(&self, key_hash: &str) -> Result<(), StoreError> {
         self.pause().await;
         self.state().api_keys.remove(key_hash);
+        Ok(())
+    }
+
+    async fn get_catalogue(&self, tenant: Option<&TenantId>) -> Result<Option<FieldCatalogue>, StoreError> {
+        self.pause().await;
+        Ok(self.state().catalogues.get(&tenant.cloned()).cloned())
+    }
+
+    async fn put_catalogue(&self, tenant: Option<&TenantId>, catalogue: &FieldCatalogue) -> Result<(), StoreError> {
+        self.pause().await;
+        self.state().catalogues.insert(tenant.cloned(), catalogue.clone());
         Ok(())
     }
 }

@@ -3,5 +3,6 @@
 //! console-api function serves it under `/admin`, behind the admin key of the app secret.
 
 pub mod auth;
+pub mod catalogue;
 pub mod health;
 pub mod tenants;

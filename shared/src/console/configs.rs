@@ -38,6 +38,7 @@ pub async fn validate(
     problems.extend(check_counter_name(config, &schemas));
     problems.extend(check_ingest_url(deps, config));
     problems.extend(check_lists(deps, connection, config).await?);
+    problems.extend(super::catalogue::check(deps, &connection.tenant_id, config).await?);
     Ok(problems)
 }
 

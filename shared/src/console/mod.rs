@@ -3,6 +3,7 @@
 //! The console-api function maps these onto routes.
 
 pub mod auth;
+pub mod catalogue;
 pub mod configs;
 pub mod didomi;
 pub mod schemas;

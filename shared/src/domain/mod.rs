@@ -1,6 +1,7 @@
 //! The pure model of hubsync. Nothing here performs I/O or knows about AWS or HTTP.
 
 pub mod access;
+pub mod catalogue;
 pub mod config;
 pub mod connection;
 pub mod inbound;
@@ -16,6 +17,7 @@ pub mod sync;
 pub mod trigger;
 
 pub use access::{ApiKeyRecord, DedupKey, OAuthState, TokenRecord, hash_api_key};
+pub use catalogue::{CatalogueField, FieldCatalogue, Identity};
 pub use config::{
     ConnectionConfig, Direction, FieldMapping, FieldType, InboundEvents, MatchKey, ObjectConfig, SyncOptions,
     VersionedConfig, WriteMode,

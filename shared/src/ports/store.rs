@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use crate::domain::{
-    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, InboundState, OAuthState, ObjectType,
-    OutboundState, PortalId, PropertySchema, RecordKey, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant,
-    TenantId, TokenRecord, VersionedConfig,
+    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, FieldCatalogue, InboundState, OAuthState,
+    ObjectType, OutboundState, PortalId, PropertySchema, RecordKey, RecordSyncState, SyncCursor, SyncFlow, SyncRun,
+    Tenant, TenantId, TokenRecord, VersionedConfig,
 };
 
 /// One record's outbound part to save with [`Store::save_outbound`].
@@ -211,4 +211,9 @@ pub trait Store: Send + Sync {
     async fn list_api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Revokes the key at once: the next request with it is refused.
     async fn delete_api_key(&self, key_hash: &str) -> Result<(), StoreError>;
+
+    // The platform's field catalogue: the deployment's (`None`) or one tenant's own.
+    async fn get_catalogue(&self, tenant: Option<&TenantId>) -> Result<Option<FieldCatalogue>, StoreError>;
+    /// Replaces the catalogue (the platform team's decision: the last one saved wins).
+    async fn put_catalogue(&self, tenant: Option<&TenantId>, catalogue: &FieldCatalogue) -> Result<(), StoreError>;
 }

@@ -19,6 +19,7 @@
 //! | de-dup key      | `DEDUP#<key>`                   | `DEDUP`                  | `expires_at_ms`, `ttl`    |
 //! | API key         | `APIKEY#<sha256>`               | `APIKEY`                 | gsi1 (tenant)             |
 //! | rate budget     | `RATE#<key>`                    | `RATE`                   | `next_ms`, `ttl`          |
+//! | field catalogue | `CATALOGUE#<tenant>` (`#*`: the deployment's) | `CATALOGUE` |                   |
 //!
 //! `ttl` (epoch seconds) lets DynamoDB delete expired items; since that deletion is lazy, every
 //! expiry check is also made here, against the caller's clock.
@@ -37,9 +38,9 @@ use self::table::{
     RUN_RETENTION, applied, body, condition_failed, conn_pk, connection_item, item, millis, n, number, s, unavailable,
 };
 use crate::domain::{
-    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, InboundState, OAuthState, ObjectType, PortalId,
-    PropertySchema, RecordKey, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId, TokenRecord,
-    VersionedConfig,
+    ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, FieldCatalogue, InboundState, OAuthState,
+    ObjectType, PortalId, PropertySchema, RecordKey, RecordSyncState, SyncCursor, SyncFlow, SyncRun, Tenant, TenantId,
+    TokenRecord, VersionedConfig,
 };
 use crate::ports::{Claimed, OutboundSave, Store, StoreError};
 
@@ -522,6 +523,14 @@ impl Store for DynamoStore {
     async fn delete_api_key(&self, key_hash: &str) -> Result<(), StoreError> {
         self.delete_item(format!("APIKEY#{key_hash}"), "APIKEY").await
     }
+
+    async fn get_catalogue(&self, tenant: Option<&TenantId>) -> Result<Option<FieldCatalogue>, StoreError> {
+        self.get_body(catalogue_pk(tenant), "CATALOGUE").await
+    }
+
+    async fn put_catalogue(&self, tenant: Option<&TenantId>, catalogue: &FieldCatalogue) -> Result<(), StoreError> {
+        self.put_body(catalogue_pk(tenant), "CATALOGUE", catalogue).await
+    }
 }
 
 /// A tenant's item, listed under the tenant index's `TENANTS` partition.
@@ -530,4 +539,9 @@ fn tenant_item(tenant: &Tenant) -> Result<table::Item, StoreError> {
     item.insert("gsi1pk".into(), s(ALL_TENANTS));
     item.insert("gsi1sk".into(), s(format!("TENANT#{}", tenant.id)));
     Ok(item)
+}
+
+/// The catalogue's partition: a tenant's, or `*` for the deployment's (`*` is no tenant id).
+fn catalogue_pk(tenant: Option<&TenantId>) -> String {
+    format!("CATALOGUE#{}", tenant.map_or("*", |t| t.as_str()))
 }
