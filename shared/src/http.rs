@@ -113,6 +113,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Keys are ~60 characters; anything much longer is not a key and is not hashed.
+const MAX_BEARER_LEN: usize = 256;
+
+/// The key of `Authorization: Bearer <key>`, when there is a plausible one.
+pub fn bearer_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_BEARER_LEN)
+}
+
 /// A JSON body whose rejections (bad JSON, wrong shape, wrong content type) use [`ApiError`]'s
 /// shape, with serde's explanation of what was wrong.
 pub struct ApiJson<T>(pub T);

@@ -16,8 +16,17 @@
 //!
 //! Lambda adds to this what happens before the process starts (fetching and unpacking the
 //! code, starting the micro-VM), which no local measurement sees.
+//!
+//! Other binaries: `HUBSYNC_BENCH_BINARY_DIR` names a directory holding one binary per function
+//! (by its name), and `HUBSYNC_BENCH_RUNNER` a command that runs each, e.g. the arm64 artifacts
+//! under user-mode emulation on an x86_64 machine (BENCHMARKS.md, "As shipped: arm64 zips"):
+//!
+//! ```sh
+//! HUBSYNC_BENCH_BINARY_DIR=/tmp/arm64 HUBSYNC_BENCH_RUNNER='qemu-aarch64 -L /usr/aarch64-linux-gnu' \
+//!   cargo bench -p hubsync-tests --bench cold_start
+//! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -120,8 +129,12 @@ async fn main() {
     );
 }
 
-/// The release binaries' directory: `CARGO_TARGET_DIR` or the workspace's `target/`.
+/// The binaries' directory: `HUBSYNC_BENCH_BINARY_DIR`, else the release target directory
+/// (`CARGO_TARGET_DIR` or the workspace's `target/`).
 fn release_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("HUBSYNC_BENCH_BINARY_DIR") {
+        return PathBuf::from(dir);
+    }
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -192,15 +205,20 @@ async fn deployment_on_moto() -> Vec<(String, String)> {
 /// invocation, and kills it. Returns the time to ready, the invocation's time, and its answer.
 async fn cold_start(
     function: &'static str,
-    binary: &PathBuf,
+    binary: &Path,
     deployment: &[(String, String)],
 ) -> (Duration, Duration, String) {
     let runtime = RuntimeApi::start().await;
     // Signed as the function's role: its template.yaml policy, as moto enforces it.
     let principal = Function::ALL.into_iter().find(|f| f.binary() == function).expect("a template function");
     let (key_id, secret) = access_key(principal.logical_id());
+    // The runner's words, then the binary: `qemu-aarch64 -L <sysroot> <binary>`, say.
+    let runner = std::env::var("HUBSYNC_BENCH_RUNNER").unwrap_or_default();
+    let mut words: Vec<String> = runner.split_whitespace().map(str::to_string).collect();
+    words.push(binary.display().to_string());
     let spawned = Instant::now();
-    let child = Command::new(binary)
+    let child = Command::new(&words[0])
+        .args(&words[1..])
         .env_clear()
         .envs(deployment.iter().map(|(k, v)| (k, v)))
         .env("AWS_ACCESS_KEY_ID", key_id)

@@ -2,26 +2,16 @@
 //! table, and never a tenant's key.
 
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use subtle::ConstantTimeEq;
 
 use crate::deps::Deps;
 use crate::domain::hash_api_key;
-use crate::http::ApiError;
-
-/// Keys longer than this are not keys and are not hashed.
-const MAX_KEY_LEN: usize = 256;
+use crate::http::{ApiError, bearer_key};
 
 /// Whether the request carries the deployment's admin key (`Authorization: Bearer <key>`).
 /// Without an admin key in the app secret every request is refused.
 pub async fn authenticate(deps: &Deps, headers: &HeaderMap) -> Result<(), ApiError> {
-    let offered = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
-        .ok_or(ApiError::Unauthorized)?;
+    let offered = bearer_key(headers).ok_or(ApiError::Unauthorized)?;
     let secrets = deps.secrets.app_secrets().await.map_err(|e| ApiError::Internal(e.to_string()))?;
     let Some(admin_key) = secrets.admin_api_key.as_ref() else {
         tracing::warn!("an admin API request, but the app secret has no admin_api_key: refused");

@@ -1,24 +1,14 @@
 //! Console API keys: every request names its tenant by key, and sees only that tenant's data.
 
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 
 use crate::deps::Deps;
 use crate::domain::{Connection, ConnectionId, TenantId, hash_api_key};
-use crate::http::ApiError;
-
-/// Keys are ~60 characters; anything much longer is not a key and is not hashed.
-const MAX_KEY_LEN: usize = 256;
+use crate::http::{ApiError, bearer_key};
 
 /// The tenant whose key the request carries (`Authorization: Bearer <key>`).
 pub async fn authenticate(deps: &Deps, headers: &HeaderMap) -> Result<TenantId, ApiError> {
-    let key = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
-        .ok_or(ApiError::Unauthorized)?;
+    let key = bearer_key(headers).ok_or(ApiError::Unauthorized)?;
     let record = deps.store.find_api_key(&hash_api_key(key)).await?.ok_or(ApiError::Unauthorized)?;
     if record.is_expired(deps.clock.now()) {
         return Err(ApiError::Unauthorized);
