@@ -2,16 +2,21 @@
 //! events), on moto (IAM enforced, the console's role) and the simulator: a stack onboards a
 //! tenant with it alone.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
+use hubspot_sim::SimConfig;
+use hubsync::adapters::StaticSecrets;
 use hubsync::domain::{ApiKeyRecord, ConnectionId, ConnectionStatus, TenantId};
+use hubsync::ports::AppSecrets;
 use hubsync_tests::Function;
 use hubsync_tests::lambda::{Event, Reply, invoke};
 use hubsync_tests::oauth::install;
-use hubsync_tests::world::{ADMIN_API_KEY, World};
+use hubsync_tests::world::{ADMIN_API_KEY, CLIENT_ID, CLIENT_SECRET, DEVELOPER_API_KEY, World};
 use serde_json::{Value, json};
 
 /// Every route of the admin API, as the OpenAPI document names it.
-const ADMIN_ROUTES: [(&str, &str); 12] = [
+const ADMIN_ROUTES: [(&str, &str); 14] = [
     ("GET", "/admin/tenants"),
     ("POST", "/admin/tenants"),
     ("GET", "/admin/tenants/{tenant_id}/keys"),
@@ -24,6 +29,8 @@ const ADMIN_ROUTES: [(&str, &str); 12] = [
     ("PUT", "/admin/tenants/{tenant_id}/catalogue"),
     ("GET", "/admin/connections"),
     ("POST", "/admin/connections/{connection_id}/redrive"),
+    ("GET", "/admin/webhook-subscriptions"),
+    ("POST", "/admin/webhook-subscriptions"),
 ];
 
 #[test]
@@ -72,6 +79,28 @@ async fn every_admin_route_refuses_a_missing_key_a_wrong_one_and_a_tenants() {
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path} with {key:?}: {}", reply.body);
             assert_eq!(reply.json()["error"]["code"], "unauthorized");
         }
+    }
+    assert!(world.deps.store.get_tenant(&TenantId::new("intruder")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn without_an_admin_key_in_the_app_secret_every_admin_route_is_refused() {
+    let world = World::new().await;
+    let mut deps = world.function(Function::ConsoleApi).await;
+    deps.secrets = Arc::new(StaticSecrets::new(AppSecrets {
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        delivery_signing_secret: "delivery".into(),
+        token_encryption_key: None,
+        admin_api_key: None,
+        developer_api_key: None,
+    }));
+    let router = console_api::router(deps);
+    for (method, route) in ADMIN_ROUTES {
+        let path = route.replace("{tenant_id}", "acme").replace("{key_id}", "k1").replace("{connection_id}", "c1");
+        let event = Event::new(method, &path).json_body(&json!({ "id": "intruder" })).bearer(ADMIN_API_KEY);
+        let reply = invoke(&router, event).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path}: {}", reply.body);
     }
     assert!(world.deps.store.get_tenant(&TenantId::new("intruder")).await.unwrap().is_none());
 }
@@ -272,4 +301,79 @@ async fn a_catalogue_that_contradicts_itself_is_refused_with_each_problem() {
     .await;
     assert_eq!(unknown_type.status, StatusCode::BAD_REQUEST, "{}", unknown_type.body);
     assert_eq!(admin(&world, "GET", "/admin/catalogue", json!({})).await.json()["fields"], json!([]), "nothing saved");
+}
+
+#[tokio::test]
+async fn the_webhook_subscriptions_the_configs_need_are_reported_and_put_in_place() {
+    let world = World::with(SimConfig::default(), |s| {
+        s.webhook_url = Some("https://hooks.example.com/webhooks/hubspot".into())
+    })
+    .await;
+    let unknown = admin(&world, "GET", "/admin/webhook-subscriptions", json!({})).await;
+    assert_eq!(unknown.status, StatusCode::CONFLICT, "no install yet, no app id: {}", unknown.body);
+    assert!(unknown.json()["error"]["message"].as_str().unwrap().contains("HubSpotAppId"));
+
+    let key = world.tenant("acme").await;
+    let conn = install(&world, key.expose()).await;
+    let config = json!({ "version": 0, "config": {
+        "objects": { "contacts": { "match_key": { "kind": "email" }, "write_mode": "upsert",
+            "fields": [ { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "both", "platform_type": "string" } ] } },
+        "options": { "webhooks_enabled": true, "data_in_enabled": true, "bidirectional_counter_property": "acme_changed",
+                     "ingest_url": "http://127.0.0.1:9/ingest", "rate_limit_per_10s": null,
+                     "inbound_events": { "creations": true, "deletions": false, "merges": false, "restores": false } } } });
+    let saved =
+        call(&world, Event::new("PUT", &format!("/connections/{conn}/config")).bearer(key.expose()).json_body(&config))
+            .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+
+    // The app has one of them already, paused, and one nobody needs.
+    let api = world.sim.base_url() + "/webhooks/v3/54321/subscriptions?hapikey=" + DEVELOPER_API_KEY;
+    let http = reqwest::Client::new();
+    for body in [json!({ "eventType": "contact.creation" }), json!({ "eventType": "deal.deletion", "active": true })] {
+        assert_eq!(http.post(&api).json(&body).send().await.unwrap().status(), StatusCode::CREATED);
+    }
+
+    let report = admin(&world, "GET", "/admin/webhook-subscriptions", json!({})).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    let report = report.json();
+    assert_eq!(report["app_id"], 54321);
+    assert!(report["target_url"].is_null(), "no target set yet");
+    let states = |report: &Value| -> Vec<String> {
+        report["needed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}:{}={}",
+                    s["event_type"].as_str().unwrap(),
+                    s["property_name"].as_str().unwrap_or(""),
+                    s["state"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        states(&report),
+        [
+            "contact.creation:=paused",
+            "contact.propertyChange:acme_changed=missing",
+            "contact.propertyChange:email=missing",
+            "contact.propertyChange:firstname=missing",
+        ]
+    );
+    assert_eq!(report["unused"][0]["eventType"], "deal.deletion");
+
+    let applied = admin(&world, "POST", "/admin/webhook-subscriptions", json!({})).await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
+    let applied = applied.json();
+    assert!(states(&applied).iter().all(|s| s.ends_with("=active")), "{applied}");
+    assert_eq!(applied["target_url"], "https://hooks.example.com/webhooks/hubspot");
+    assert_eq!(applied["unused"][0]["eventType"], "deal.deletion", "nothing is deleted");
+
+    // HubSpot's own list agrees.
+    let listed: Value = http.get(&api).send().await.unwrap().json().await.unwrap();
+    let active: Vec<&Value> = listed["results"].as_array().unwrap().iter().filter(|s| s["active"] == true).collect();
+    assert_eq!(active.len(), 5, "{listed}");
+    assert!(world.secrets.leaks().is_empty(), "the developer key stays out of the logs");
 }

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use hubsync::domain::{ConnectionId, ConnectionStatus, ObjectType};
 use hubsync_tests::Function;
 use hubsync_tests::lambda::{Event, Reply, invoke};
-use hubsync_tests::oauth::{consent, install, query, start};
+use hubsync_tests::oauth::install;
 use hubsync_tests::world::{CLIENT_ID, World};
 use serde_json::{Value, json};
 
@@ -253,34 +253,6 @@ async fn uninstall_stops_the_connection_revokes_and_deletes_its_tokens() {
     assert!(world.deps.store.get_tokens(&id).await.unwrap().is_none());
     let refused = world.deps.hubspot.refresh_token(CLIENT_ID, &"sim-client-secret".into(), &refresh).await;
     assert!(refused.is_err(), "HubSpot no longer accepts the refresh token");
-}
-
-#[tokio::test]
-async fn the_didomi_shape_connects_and_configures_in_one_call() {
-    let world = World::new().await;
-    let key = world.tenant("acme").await;
-    let code = query(&format!("http://x/?{}", consent(&start(&world, key.expose()).await).await))["code"].clone();
-    let didomi = json!({
-        "type_id": "hubspot",
-        "authentication": { "code": code },
-        "mappings": [ { "id": "first_name", "value": "firstname" }, { "id": "marketing_optout", "value": "hs_email_optout" } ],
-        "upsert_mode": false,
-        "app_id": "123456",
-        "enable_webhooks": true
-    });
-    let reply = call(&world, Event::new("POST", "/connections").bearer(key.expose()).json_body(&didomi)).await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    let result = reply.json();
-    assert_eq!(result["connection"]["status"], "active");
-    let contacts = &result["config"]["config"]["objects"]["contacts"];
-    assert_eq!(contacts["write_mode"], "update_only");
-    assert_eq!(contacts["fields"][1]["platform_type"], "boolean");
-    assert_eq!(result["config"]["config"]["options"]["webhooks_enabled"], true);
-
-    // The code is spent: posting it again explains what to do.
-    let again = call(&world, Event::new("POST", "/connections").bearer(key.expose()).json_body(&didomi)).await;
-    assert_eq!(again.status, StatusCode::BAD_REQUEST);
-    assert!(again.json()["error"]["message"].as_str().unwrap().contains("Install the app again"));
 }
 
 #[tokio::test]

@@ -57,7 +57,8 @@ async fn a_newcomer_connects_a_simulated_portal_saves_a_mapping_and_pushes_a_con
             "match_key": { "kind": "email" },
             "write_mode": "upsert",
             "fields": [ { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "both", "platform_type": "string" } ]
-        } }, "options": { "webhooks_enabled": true, "data_in_enabled": true, "ingest_url": format!("{base}/local/platform/ingest") } }
+        } }, "options": { "webhooks_enabled": true, "data_in_enabled": true, "ingest_url": format!("{base}/local/platform/ingest"),
+                          "bidirectional_counter_property": "platform_changed" } }
     });
     let saved = console.send(Method::PUT, &format!("/connections/{connection}/config"), &config).await;
     assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap());
@@ -90,6 +91,33 @@ async fn a_newcomer_connects_a_simulated_portal_saves_a_mapping_and_pushes_a_con
     assert!(records.iter().any(|r| r["fields"]["first_name"] == "Augusta"), "{received}");
     assert!(records.iter().all(|r| r["record_key"] == "ada@example.com"), "{received}");
     assert_eq!(runs["runs"][0]["counts"]["created"], 1, "{runs}");
+
+    // The bidirectional flow: a HubSpot workflow bumps "Platform Changed" on Ada; the app is
+    // subscribed to it (the runner keeps the subscriptions in line with the configs), so the
+    // webhook comes without any extra step.
+    let attempts = || async {
+        let listed: Value =
+            http.get(format!("{sim}/_sim/webhooks/attempts")).send().await.unwrap().json().await.unwrap();
+        listed["results"].as_array().unwrap().clone()
+    };
+    let before = attempts().await.len();
+    let bump = http
+        .patch(format!("{sim}/_sim/portals/1000/objects/contacts/{ada}"))
+        .json(&json!({ "properties": { "platform_changed": "1" } }))
+        .send()
+        .await
+        .unwrap();
+    assert!(bump.status().is_success(), "the counter property exists: {}", bump.text().await.unwrap());
+    let mut after = vec![];
+    for _ in 0..100 {
+        after = attempts().await;
+        if after.len() > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sent = after.get(before).expect("a webhook for the counter");
+    assert_eq!((sent["event_count"].clone(), sent["status"].clone()), (json!(1), json!(200)), "{sent}");
     local.shutdown().await;
 }
 

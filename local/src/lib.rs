@@ -8,13 +8,13 @@ use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
 use base64::Engine;
-use hubspot_sim::Subscription;
 use hubsync::adapters::{MemoryQueue, MemoryStore, Redrive, StaticSecrets};
 use hubsync::deps::{Deps, QueuePair, Queues};
 use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId, hash_api_key};
 use hubsync::hubspot::HubSpotClient;
 use hubsync::ports::{AppSecrets, Store, SystemClock};
-use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settings};
+use hubsync::settings::Settings;
+use hubsync::webhooks::subscriptions;
 use hubsync::work::QueueWorker;
 use hubsync::work::sqs::{BULK_WORKER_TIMEOUT, WORKER_TIMEOUT};
 use hubsync::{inbound, outbound};
@@ -33,6 +33,8 @@ pub use platform::{PlatformArrival, StandInPlatform};
 /// The demo tenant's console API key, so the README's curl commands work as written.
 pub const DEMO_API_KEY: &str = "hsk_local_demo";
 pub const DEMO_TENANT: &str = "demo";
+/// The simulated HubSpot app's client id.
+const SIM_CLIENT_ID: &str = "sim-client-id";
 /// The admin API's key on the local runner (in AWS it is `admin_api_key` in the app secret).
 pub const LOCAL_ADMIN_API_KEY: &str = "hsk_local_admin_0123456789abcdef0123456789";
 
@@ -124,7 +126,7 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
                 Some(sim),
                 url.clone(),
                 url,
-                "sim-client-id".to_string(),
+                SIM_CLIENT_ID.to_string(),
                 Secret::new("sim-client-secret"),
                 format!("{base_url}/oauth/callback"),
             )
@@ -135,8 +137,9 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
         hubspot_api_url: api_url.clone(),
         hubspot_app_url: app_url.clone(),
         oauth_redirect_uri: redirect_uri,
-        required_scopes: DEFAULT_REQUIRED_SCOPES.iter().map(|s| s.to_string()).collect(),
-        optional_scopes: DEFAULT_OPTIONAL_SCOPES.iter().map(|s| s.to_string()).collect(),
+        // Derived from the tenant's field catalogue, as in a deployment that names none.
+        required_scopes: None,
+        optional_scopes: None,
         allowed_return_origins: vec![base_url.clone()],
         allow_shared_portals: false,
         platform_name: "Platform".into(),
@@ -145,6 +148,10 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
         // On a laptop the platform stand-in is this runner itself, over plain http.
         allowed_ingest_origins: vec![],
         allow_local_ingest: true,
+        default_ingest_url: Some(format!("{base_url}/local/platform/ingest")),
+        hubspot_app_id: simulator.as_ref().map(|sim| sim.app_id(SIM_CLIENT_ID)),
+        // The simulated app's subscriptions follow the configs, so webhooks come as mapped.
+        keep_webhook_subscriptions: simulator.is_some(),
     };
     let delivery_signing_secret = random_key();
     let secrets = AppSecrets {
@@ -153,6 +160,7 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
         delivery_signing_secret: delivery_signing_secret.clone(),
         token_encryption_key: Some(random_key()),
         admin_api_key: Some(Secret::new(LOCAL_ADMIN_API_KEY)),
+        developer_api_key: simulator.as_ref().map(|sim| Secret::new(sim.developer_api_key(SIM_CLIENT_ID))),
     };
     let store = Arc::new(MemoryStore::new());
     add_tenant(store.as_ref(), DEMO_TENANT, DEMO_API_KEY).await;
@@ -169,9 +177,11 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
     );
     let workers = spawn_workers(&deps, &queues);
 
-    if let Some(sim) = &simulator {
-        // As a HubSpot app's webhook settings would: every change of the demo objects.
-        sim.subscribe_webhooks("sim-client-id", &format!("{base_url}/webhooks/hubspot"), &demo_subscriptions());
+    if simulator.is_some() {
+        // The simulated app's webhook target and the subscriptions the saved configs need (after
+        // a restart on kept state); each config save keeps them in line from then on.
+        let needed = subscriptions::needed_by_all(&deps).await.map_err(std::io::Error::other)?;
+        subscriptions::put_in_place(&deps, &needed).await.map_err(std::io::Error::other)?;
     }
     let platform = StandInPlatform::new(delivery_signing_secret);
     let app = app(deps.clone()).merge(platform.routes());
@@ -181,40 +191,6 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
         }
     });
     Ok(RunningLocal { base_url, deps, simulator, platform, queues, server, workers })
-}
-
-/// The simulated app's webhook subscriptions: lifecycle events and the usual properties of
-/// contacts, companies and deals.
-fn demo_subscriptions() -> Vec<Subscription> {
-    let properties: [(&str, &[&str]); 3] = [
-        (
-            "contact",
-            &[
-                "email",
-                "firstname",
-                "lastname",
-                "phone",
-                "company",
-                "jobtitle",
-                "city",
-                "num_employees",
-                "lifecyclestage",
-                "hs_lead_status",
-            ],
-        ),
-        ("company", &["name", "domain", "industry", "numberofemployees", "annualrevenue", "city"]),
-        ("deal", &["dealname", "amount", "dealstage", "closedate", "pipeline"]),
-    ];
-    let mut subscriptions = Vec::new();
-    for (object, names) in properties {
-        for action in ["creation", "deletion", "restore", "merge"] {
-            subscriptions.push(Subscription::new(&format!("{object}.{action}")));
-        }
-        for name in names {
-            subscriptions.push(Subscription::property(&format!("{object}.propertyChange"), name));
-        }
-    }
-    subscriptions
 }
 
 /// As template.yaml sets them for the work queues.

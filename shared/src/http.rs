@@ -3,8 +3,9 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -147,5 +148,20 @@ fn rejection_message(rejection: JsonRejection) -> String {
             "send the body as JSON with `Content-Type: application/json`".into()
         }
         other => format!("the request body is not valid: {}", other.body_text()),
+    }
+}
+
+/// The path's parameters (one id, or a tuple of them). A path whose parameters do not decode
+/// names nothing that exists, so it is "not found", in [`ApiError`]'s shape.
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParams(value)),
+            Err(_) => Err(ApiError::NotFound(format!("`{}`", parts.uri.path()))),
+        }
     }
 }

@@ -10,25 +10,6 @@ pub enum SettingsError {
     Invalid { name: &'static str, reason: String },
 }
 
-/// Scopes every connection must grant: read and write the three objects and their schemas.
-pub const DEFAULT_REQUIRED_SCOPES: &[&str] = &[
-    "oauth",
-    "crm.objects.contacts.read",
-    "crm.objects.contacts.write",
-    "crm.objects.companies.read",
-    "crm.objects.companies.write",
-    "crm.objects.deals.read",
-    "crm.objects.deals.write",
-    "crm.schemas.contacts.read",
-    "crm.schemas.contacts.write",
-    "crm.schemas.companies.read",
-    "crm.schemas.deals.read",
-];
-
-/// Asked for but not required: list automations need the lists scopes, triggers that read a
-/// deal's line items the line items one.
-pub const DEFAULT_OPTIONAL_SCOPES: &[&str] = &["crm.lists.read", "crm.lists.write", "crm.objects.line_items.read"];
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// HubSpot's API base (`https://api.hubapi.com`); the simulator's URL locally.
@@ -37,8 +18,11 @@ pub struct Settings {
     pub hubspot_app_url: String,
     /// This deployment's `/oauth/callback` URL, as registered in the HubSpot app.
     pub oauth_redirect_uri: String,
-    pub required_scopes: Vec<String>,
-    pub optional_scopes: Vec<String>,
+    /// Scopes every install must grant, when the deployment names them; unset, they follow
+    /// from the objects of the tenant's field catalogue (`domain::scopes`).
+    pub required_scopes: Option<Vec<String>>,
+    /// Scopes asked for but not required, when the deployment names them.
+    pub optional_scopes: Option<Vec<String>>,
     /// Origins (`https://console.example.com`) that `return_to` may point at after an install.
     pub allowed_return_origins: Vec<String>,
     /// Whether one portal may be connected by several tenants.
@@ -55,6 +39,15 @@ pub struct Settings {
     /// Deliveries over plain http, and to this machine or private addresses: the local runner
     /// only (never read from the environment).
     pub allow_local_ingest: bool,
+    /// The platform's ingest endpoint for configs that name none: where the Didomi-shaped
+    /// route's bidirectional flow delivers, as Didomi's documented config carries no URL.
+    pub default_ingest_url: Option<String>,
+    /// The HubSpot app's id (its settings page shows it), for the webhooks API. Unset, it is
+    /// taken from the installs (HubSpot names the app of every token).
+    pub hubspot_app_id: Option<u64>,
+    /// Each config save puts the webhook subscriptions it needs in place (with the app
+    /// secret's developer key). Otherwise the admin API does it when asked.
+    pub keep_webhook_subscriptions: bool,
 }
 
 fn list(value: &str) -> Vec<String> {
@@ -81,12 +74,8 @@ impl Settings {
             hubspot_api_url: var("HUBSYNC_HUBSPOT_API_URL").unwrap_or_else(|| "https://api.hubapi.com".into()),
             hubspot_app_url: var("HUBSYNC_HUBSPOT_APP_URL").unwrap_or_else(|| "https://app.hubspot.com".into()),
             oauth_redirect_uri: required("HUBSYNC_OAUTH_REDIRECT_URI")?,
-            required_scopes: var("HUBSYNC_REQUIRED_SCOPES")
-                .map(|v| list(&v))
-                .unwrap_or_else(|| DEFAULT_REQUIRED_SCOPES.iter().map(|s| s.to_string()).collect()),
-            optional_scopes: var("HUBSYNC_OPTIONAL_SCOPES")
-                .map(|v| list(&v))
-                .unwrap_or_else(|| DEFAULT_OPTIONAL_SCOPES.iter().map(|s| s.to_string()).collect()),
+            required_scopes: var("HUBSYNC_REQUIRED_SCOPES").map(|v| list(&v)),
+            optional_scopes: var("HUBSYNC_OPTIONAL_SCOPES").map(|v| list(&v)),
             allowed_return_origins,
             allow_shared_portals: flag("HUBSYNC_ALLOW_SHARED_PORTALS")?,
             platform_name: var("HUBSYNC_PLATFORM_NAME").unwrap_or_else(|| "Platform".into()),
@@ -94,6 +83,15 @@ impl Settings {
             accept_legacy_webhook_signatures: flag("HUBSYNC_WEBHOOK_LEGACY_SIGNATURES")?,
             allowed_ingest_origins: var("HUBSYNC_ALLOWED_INGEST_ORIGINS").map(|v| list(&v)).unwrap_or_default(),
             allow_local_ingest: false,
+            default_ingest_url: var("HUBSYNC_DEFAULT_INGEST_URL"),
+            keep_webhook_subscriptions: flag("HUBSYNC_KEEP_WEBHOOK_SUBSCRIPTIONS")?,
+            hubspot_app_id: match var("HUBSYNC_HUBSPOT_APP_ID") {
+                None => None,
+                Some(id) => Some(id.trim().parse().map_err(|_| SettingsError::Invalid {
+                    name: "HUBSYNC_HUBSPOT_APP_ID",
+                    reason: format!("`{id}` is not a HubSpot app id (a number)"),
+                })?),
+            },
         })
     }
 }
@@ -118,7 +116,8 @@ mod tests {
         .unwrap();
         assert_eq!(settings.hubspot_api_url, "https://api.hubapi.com");
         assert_eq!(settings.allowed_return_origins, vec!["https://console.example.com", "https://admin.example.com"]);
-        assert!(settings.required_scopes.contains(&"crm.objects.deals.write".to_string()));
+        assert_eq!(settings.required_scopes, None, "derived from the catalogue");
+        assert_eq!(settings.default_ingest_url, None);
         assert!(!settings.allow_shared_portals);
     }
 

@@ -35,6 +35,7 @@ pub enum SecretKind {
     DeliverySigningSecret,
     ConsoleApiKey,
     AdminApiKey,
+    DeveloperApiKey,
     AccessToken,
     RefreshToken,
 }
@@ -47,6 +48,7 @@ impl fmt::Display for SecretKind {
             SecretKind::DeliverySigningSecret => "the delivery signing secret",
             SecretKind::ConsoleApiKey => "a console API key",
             SecretKind::AdminApiKey => "the admin API key",
+            SecretKind::DeveloperApiKey => "the HubSpot developer API key",
             SecretKind::AccessToken => "a HubSpot access token",
             SecretKind::RefreshToken => "a HubSpot refresh token",
         })

@@ -294,6 +294,7 @@ impl Deployment {
             delivery_signing_secret: Secret::new(DELIVERY_SIGNING_SECRET),
             token_encryption_key: Some(Secret::new(TOKEN_ENCRYPTION_KEY)),
             admin_api_key: None,
+            developer_api_key: None,
         };
         let base = format!("https://{HUBSPOT_HOST}");
         let options =

@@ -10,7 +10,7 @@ use hubsync::deps::{AwsResources, Deps, QueueUrls};
 use hubsync::domain::{ApiKeyRecord, ConnectionId, Secret, Tenant, TenantId};
 use hubsync::hubspot::HubSpotClient;
 use hubsync::ports::Clock;
-use hubsync::settings::{DEFAULT_OPTIONAL_SCOPES, DEFAULT_REQUIRED_SCOPES, Settings};
+use hubsync::settings::Settings;
 use hubsync::work::Deadline;
 use time::{Duration, OffsetDateTime};
 
@@ -25,6 +25,8 @@ pub const DELIVERY_SIGNING_SECRET: &str = "delivery-secret";
 pub const TOKEN_ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 /// The platform team's key to the admin API, in the test deployment's app secret.
 pub const ADMIN_API_KEY: &str = "hsk_admin_test_5f0c2a9e41b7d3e8c6a1f4b2d9e07c35";
+/// The simulated developer account's API key, which manages the default app's webhooks.
+pub const DEVELOPER_API_KEY: &str = "sim-developer-key-54321";
 
 /// The wall clock, moved ahead when a test says so (to expire a token, say): time passes for
 /// hubsync as it does for HubSpot's simulator and the pacer's waits, plus what the test adds.
@@ -62,8 +64,9 @@ pub fn settings(api_url: &str) -> Settings {
         hubspot_api_url: api_url.to_string(),
         hubspot_app_url: api_url.to_string(),
         oauth_redirect_uri: REDIRECT_URI.to_string(),
-        required_scopes: DEFAULT_REQUIRED_SCOPES.iter().map(|s| s.to_string()).collect(),
-        optional_scopes: DEFAULT_OPTIONAL_SCOPES.iter().map(|s| s.to_string()).collect(),
+        // Derived from the tenant's field catalogue, as in a deployment that names none.
+        required_scopes: None,
+        optional_scopes: None,
         allowed_return_origins: vec![CONSOLE.to_string()],
         allow_shared_portals: false,
         platform_name: "Acme".into(),
@@ -72,6 +75,9 @@ pub fn settings(api_url: &str) -> Settings {
         // The tests' platforms listen on this machine, over plain http.
         allowed_ingest_origins: vec![],
         allow_local_ingest: true,
+        default_ingest_url: None,
+        hubspot_app_id: None,
+        keep_webhook_subscriptions: false,
     }
 }
 
@@ -86,6 +92,7 @@ impl World {
         secrets.register(SecretKind::DeliverySigningSecret, DELIVERY_SIGNING_SECRET);
         secrets.register(SecretKind::TokenEncryptionKey, TOKEN_ENCRYPTION_KEY);
         secrets.register(SecretKind::AdminApiKey, ADMIN_API_KEY);
+        secrets.register(SecretKind::DeveloperApiKey, DEVELOPER_API_KEY);
         let sim = hubspot_sim::start(sim_config).await.expect("simulator starts");
         let aws = crate::aws_config().await;
         let store = crate::dynamo_store().await;
@@ -97,6 +104,7 @@ impl World {
             "delivery_signing_secret": DELIVERY_SIGNING_SECRET,
             "token_encryption_key": TOKEN_ENCRYPTION_KEY,
             "admin_api_key": ADMIN_API_KEY,
+            "developer_api_key": DEVELOPER_API_KEY,
         });
         aws_sdk_secretsmanager::Client::new(&aws)
             .create_secret()

@@ -3,19 +3,20 @@
 //! without the deployment's admin key; the work itself is in `hubsync::admin`.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use hubsync::admin::auth::AuthAdmin;
 use hubsync::admin::catalogue;
 use hubsync::admin::health::{self, ConnectionHealth};
 use hubsync::admin::tenants::{self, IssuedKey, KeyView, NewKey, NewTenant};
+use hubsync::console::auth::any_connection;
 use hubsync::console::sync::{self, ParkedWork, Redriven};
 use hubsync::deps::Deps;
-use hubsync::domain::{ConnectionId, FieldCatalogue, Tenant};
-use hubsync::http::{ApiError, ApiJson};
+use hubsync::domain::{FieldCatalogue, Tenant};
+use hubsync::http::{ApiError, ApiJson, PathParams};
+use hubsync::webhooks::subscriptions::{self, SubscriptionReport};
 use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Router<Deps> {
@@ -28,6 +29,7 @@ pub fn routes() -> Router<Deps> {
         .route("/admin/tenants/{tenant_id}/catalogue", get(tenant_catalogue).put(declare_tenant_catalogue))
         .route("/admin/connections", get(connections_health))
         .route("/admin/connections/{connection_id}/redrive", post(redrive))
+        .route("/admin/webhook-subscriptions", get(webhook_subscriptions).post(put_webhook_subscriptions_in_place))
 }
 
 #[derive(Serialize)]
@@ -55,7 +57,7 @@ struct KeyList {
 async fn list_keys(
     _: AuthAdmin,
     State(deps): State<Deps>,
-    TenantPath(id): TenantPath,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<KeyList>, ApiError> {
     let tenant = tenants::existing_tenant(&deps, &id).await?;
     Ok(Json(KeyList { keys: tenants::list_keys(&deps, &tenant).await? }))
@@ -64,7 +66,7 @@ async fn list_keys(
 async fn issue_key(
     _: AuthAdmin,
     State(deps): State<Deps>,
-    TenantPath(id): TenantPath,
+    PathParams(id): PathParams<String>,
     ApiJson(request): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
     let tenant = tenants::existing_tenant(&deps, &id).await?;
@@ -74,7 +76,7 @@ async fn issue_key(
 async fn rotate_key(
     _: AuthAdmin,
     State(deps): State<Deps>,
-    KeyPath(id, key_id): KeyPath,
+    PathParams((id, key_id)): PathParams<(String, String)>,
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
     let tenant = tenants::existing_tenant(&deps, &id).await?;
     Ok((StatusCode::CREATED, Json(tenants::rotate_key(&deps, &tenant, &key_id).await?)))
@@ -83,7 +85,7 @@ async fn rotate_key(
 async fn revoke_key(
     _: AuthAdmin,
     State(deps): State<Deps>,
-    KeyPath(id, key_id): KeyPath,
+    PathParams((id, key_id)): PathParams<(String, String)>,
 ) -> Result<Json<KeyView>, ApiError> {
     let tenant = tenants::existing_tenant(&deps, &id).await?;
     Ok(Json(tenants::revoke_key(&deps, &tenant, &key_id).await?))
@@ -104,7 +106,7 @@ async fn declare_deployment_catalogue(
 async fn tenant_catalogue(
     _: AuthAdmin,
     State(deps): State<Deps>,
-    TenantPath(id): TenantPath,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<FieldCatalogue>, ApiError> {
     let tenant = tenants::existing_tenant(&deps, &id).await?;
     Ok(Json(catalogue::declared(&deps, Some(&tenant.id)).await?))
@@ -113,7 +115,7 @@ async fn tenant_catalogue(
 async fn declare_tenant_catalogue(
     _: AuthAdmin,
     State(deps): State<Deps>,
-    TenantPath(id): TenantPath,
+    PathParams(id): PathParams<String>,
     ApiJson(declared): ApiJson<FieldCatalogue>,
 ) -> Result<Json<FieldCatalogue>, ApiError> {
     let tenant = tenants::existing_tenant(&deps, &id).await?;
@@ -129,6 +131,20 @@ async fn connections_health(_: AuthAdmin, State(deps): State<Deps>) -> Result<Js
     Ok(Json(HealthList { connections: health::all_connections(&deps).await? }))
 }
 
+/// The subscriptions every config needs against those the app has at HubSpot.
+async fn webhook_subscriptions(_: AuthAdmin, State(deps): State<Deps>) -> Result<Json<SubscriptionReport>, ApiError> {
+    Ok(Json(subscriptions::report(&deps).await?))
+}
+
+/// Creates the missing subscriptions and activates the paused ones; answers with the report after.
+async fn put_webhook_subscriptions_in_place(
+    _: AuthAdmin,
+    State(deps): State<Deps>,
+) -> Result<Json<SubscriptionReport>, ApiError> {
+    let needed = subscriptions::needed_by_all(&deps).await?;
+    Ok(Json(subscriptions::put_in_place(&deps, &needed).await?))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RedriveQuery {
@@ -139,44 +155,12 @@ struct RedriveQuery {
 async fn redrive(
     _: AuthAdmin,
     State(deps): State<Deps>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     query: Result<Query<RedriveQuery>, QueryRejection>,
 ) -> Result<Json<Redriven>, ApiError> {
     let Query(query) = query.map_err(|e| {
         ApiError::BadRequest(format!("the query is not valid: {}; `queue` is push, inbound or bulk", e.body_text()))
     })?;
-    let not_found = || ApiError::NotFound(format!("connection `{id}`"));
-    if id.is_empty() || id.len() > 128 {
-        return Err(not_found());
-    }
-    let connection = deps.store.get_connection(&ConnectionId::new(&id)).await?.ok_or_else(not_found)?;
+    let connection = any_connection(&deps, &id).await?;
     Ok(Json(sync::redrive_parked(&deps, &connection, query.queue).await?))
-}
-
-/// The `{tenant_id}` of the path. One that does not decode names no tenant.
-struct TenantPath(String);
-
-impl<S: Send + Sync> FromRequestParts<S> for TenantPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(id)) => Ok(TenantPath(id)),
-            Err(_) => Err(ApiError::NotFound("tenant".into())),
-        }
-    }
-}
-
-/// The `{tenant_id}` and `{key_id}` of the path.
-struct KeyPath(String, String);
-
-impl<S: Send + Sync> FromRequestParts<S> for KeyPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<(String, String)>::from_request_parts(parts, state).await {
-            Ok(Path((tenant, key))) => Ok(KeyPath(tenant, key)),
-            Err(_) => Err(ApiError::NotFound("key".into())),
-        }
-    }
 }

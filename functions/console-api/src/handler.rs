@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,7 +19,7 @@ use hubsync::console::{configs, schemas, uninstall};
 use hubsync::deps::Deps;
 use hubsync::domain::mapping::ConfigProblem;
 use hubsync::domain::{Connection, ConnectionConfig, ObjectType, PropertySchema, SyncRun, VersionedConfig};
-use hubsync::http::{ApiError, ApiJson};
+use hubsync::http::{ApiError, ApiJson, PathParams};
 use serde::{Deserialize, Serialize};
 
 mod admin;
@@ -86,7 +85,7 @@ async fn connect_with_code(
 async fn get_connection(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<Connection>, ApiError> {
     Ok(Json(owned_connection(&deps, &tenant, &id).await?))
 }
@@ -94,7 +93,7 @@ async fn get_connection(
 async fn delete_connection(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<Connection>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(uninstall::uninstall(&deps, connection).await?))
@@ -103,7 +102,7 @@ async fn delete_connection(
 async fn get_config(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<VersionedConfig>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(configs::get(&deps, &connection).await?))
@@ -112,7 +111,7 @@ async fn get_config(
 async fn put_config(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
     ApiJson(update): ApiJson<VersionedConfig>,
 ) -> Result<Json<VersionedConfig>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
@@ -128,7 +127,7 @@ struct ValidationResult {
 async fn validate_config(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
     ApiJson(config): ApiJson<ConnectionConfig>,
 ) -> Result<Json<ValidationResult>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
@@ -145,7 +144,7 @@ struct SchemaView {
 async fn get_schema(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<SchemaView>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(SchemaView { schemas: schemas::cached(&deps, &connection).await? }))
@@ -154,7 +153,7 @@ async fn get_schema(
 async fn refresh_schema(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<SchemaView>, ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
     Ok(Json(SchemaView { schemas: schemas::refresh(&deps, &connection, &ObjectType::ALL).await? }))
@@ -164,7 +163,7 @@ async fn refresh_schema(
 async fn sync_record(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
     TextBody(body): TextBody,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
@@ -184,7 +183,7 @@ struct RunList {
 async fn list_runs(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
     query: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Result<Json<RunList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("the query is not valid: {}", e.body_text())))?;
@@ -201,7 +200,7 @@ struct RedriveQuery {
 async fn redrive_parked(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
     query: Result<Query<RedriveQuery>, QueryRejection>,
 ) -> Result<Json<Redriven>, ApiError> {
     let Query(query) = query.map_err(|e| {
@@ -221,7 +220,7 @@ struct FullSyncRequest {
 async fn full_sync(
     State(deps): State<Deps>,
     AuthTenant(tenant): AuthTenant,
-    ConnectionPath(id): ConnectionPath,
+    PathParams(id): PathParams<String>,
     TextBody(body): TextBody,
 ) -> Result<(StatusCode, Json<RunList>), ApiError> {
     let connection = owned_connection(&deps, &tenant, &id).await?;
@@ -232,20 +231,6 @@ async fn full_sync(
             .map_err(|e| ApiError::BadRequest(format!("the body is not a full-sync request: {e}")))?
     };
     Ok((StatusCode::ACCEPTED, Json(RunList { runs: sync::full_sync(&deps, &connection, request.objects).await? })))
-}
-
-/// The `{connection_id}` of the path. One that does not decode (e.g. `%FF`) names no connection.
-struct ConnectionPath(String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ConnectionPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(id)) => Ok(ConnectionPath(id)),
-            Err(_) => Err(ApiError::NotFound("connection".into())),
-        }
-    }
 }
 
 /// The request body as text; a body that is not UTF-8 or too large is a bad request.

@@ -21,6 +21,10 @@ struct InstallQuery {
     /// Optional: when given, it must be the tenant of the API key.
     tenant: Option<String>,
     return_to: String,
+    /// Scopes to require besides the deployment's, space- or comma-separated: what a config
+    /// refused for a missing scope asks for (its reconnect link).
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// Answers with a redirect to HubSpot's consent page (and the URL as JSON, for a console backend
@@ -34,7 +38,12 @@ async fn install(
     if query.tenant.as_deref().is_some_and(|t| t != tenant.as_str()) {
         return Err(ApiError::BadRequest("`tenant` does not match the API key's tenant".into()));
     }
-    let url = start_install(&deps, &tenant, &query.return_to).await?;
+    let scopes: Vec<String> = match &query.scope {
+        Some(scope) if scope.len() > 2_000 => return Err(ApiError::BadRequest("`scope` is too long".into())),
+        Some(scope) => scope.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        None => vec![],
+    };
+    let url = start_install(&deps, &tenant, &query.return_to, &scopes).await?;
     let body = Json(serde_json::json!({ "authorize_url": url }));
     Ok((StatusCode::FOUND, [(LOCATION, url.clone())], body).into_response())
 }

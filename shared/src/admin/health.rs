@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -31,15 +32,26 @@ pub struct ConnectionHealth {
     pub runs_considered: usize,
 }
 
-/// Health of every tenant's connections, tenant by tenant.
+/// Store reads in flight at once while the figures are gathered: a deployment with thousands
+/// of connections answers in seconds without a burst on the table.
+const READS_IN_FLIGHT: usize = 16;
+
+/// Health of every tenant's connections, tenant by tenant (in the store's order).
 pub async fn all_connections(deps: &Deps) -> Result<Vec<ConnectionHealth>, ApiError> {
-    let mut health = Vec::new();
-    for tenant in deps.store.list_tenants().await? {
-        for connection in deps.store.list_connections(&tenant.id).await? {
+    let tenants = deps.store.list_tenants().await?;
+    let connections: Vec<Vec<Connection>> = stream::iter(tenants)
+        .map(|tenant| async move { deps.store.list_connections(&tenant.id).await })
+        .buffered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let health = stream::iter(connections.into_iter().flatten())
+        .map(|connection| async move {
             let runs = deps.store.list_runs(&connection.id, RECENT_RUNS).await?;
-            health.push(of_connection(connection, &runs));
-        }
-    }
+            Ok::<_, ApiError>(of_connection(connection, &runs))
+        })
+        .buffered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
     Ok(health)
 }
 

@@ -5,6 +5,7 @@ use reqwest::Url;
 
 use crate::connect::vault::OAuthTokens;
 use crate::deps::Deps;
+use crate::domain::scopes::{self, InstallScopes};
 use crate::domain::{Connection, ConnectionId, ConnectionStatus, OAuthState, Secret, TenantId};
 use crate::hubspot::{ErrorClass, HubSpotError};
 use crate::ports::StoreError;
@@ -31,6 +32,8 @@ pub enum InstallError {
     PortalClaimed(u64),
     #[error("HubSpot could not be reached: try again in a few minutes")]
     HubSpotUnavailable,
+    #[error("hubsync does not use the scope(s) {}: ask only for scopes a config needs", .0.join(", "))]
+    UnknownScopes(Vec<String>),
     #[error("the install could not be completed: try again")]
     Internal(String),
 }
@@ -48,6 +51,7 @@ impl InstallError {
             InstallError::MissingScopes(_) => "missing_scopes",
             InstallError::PortalClaimed(_) => "portal_claimed",
             InstallError::HubSpotUnavailable => "hubspot_unavailable",
+            InstallError::UnknownScopes(_) => "unknown_scopes",
             InstallError::Internal(_) => "internal",
         }
     }
@@ -78,17 +82,55 @@ pub fn check_return_to(deps: &Deps, return_to: &str) -> Result<Url, InstallError
     if allowed { Ok(url) } else { Err(InstallError::ReturnToNotAllowed) }
 }
 
+/// The scopes `tenant`'s installs ask for: the deployment's when it names them, else those of
+/// the objects in the tenant's field catalogue (its own, else the deployment's).
+pub async fn install_scopes(deps: &Deps, tenant: &TenantId) -> Result<InstallScopes, InstallError> {
+    let derived = match &deps.settings.required_scopes {
+        Some(_) => None,
+        None => {
+            let catalogue = match deps.store.get_catalogue(Some(tenant)).await? {
+                Some(own) => Some(own),
+                None => deps.store.get_catalogue(None).await?,
+            };
+            Some(InstallScopes::for_catalogue(catalogue.as_ref()))
+        }
+    };
+    let required = match (&deps.settings.required_scopes, &derived) {
+        (Some(named), _) => named.clone(),
+        (None, Some(derived)) => derived.required.clone(),
+        (None, None) => vec![],
+    };
+    let optional = match (&deps.settings.optional_scopes, &derived) {
+        (Some(named), _) => named.iter().filter(|s| !required.contains(s)).cloned().collect(),
+        (None, Some(derived)) => derived.optional.clone(),
+        (None, None) => vec![],
+    };
+    Ok(InstallScopes { required, optional })
+}
+
 /// Starts an install: a single-use state bound to the tenant, and HubSpot's authorize URL.
-pub async fn start_install(deps: &Deps, tenant: &TenantId, return_to: &str) -> Result<String, InstallError> {
+/// `also_required` (a reconnect link's `scope`) adds scopes a config needs to the required ones.
+pub async fn start_install(
+    deps: &Deps,
+    tenant: &TenantId,
+    return_to: &str,
+    also_required: &[String],
+) -> Result<String, InstallError> {
     let return_to = check_return_to(deps, return_to)?;
+    let known = scopes::known();
+    let unknown: Vec<String> = also_required.iter().filter(|s| !known.contains(*s)).cloned().collect();
+    if !unknown.is_empty() {
+        return Err(InstallError::UnknownScopes(unknown));
+    }
+    let scopes = install_scopes(deps, tenant).await?.requiring(also_required.iter().cloned());
     let state = OAuthState::issue(tenant.clone(), return_to.to_string(), deps.clock.now());
     deps.store.put_oauth_state(&state).await?;
     let secrets = deps.secrets.app_secrets().await.map_err(|e| InstallError::Internal(e.to_string()))?;
     Ok(deps.hubspot.authorize_url(
         &secrets.client_id,
         &deps.settings.oauth_redirect_uri,
-        &deps.settings.required_scopes,
-        &deps.settings.optional_scopes,
+        &scopes.required,
+        &scopes.optional,
         &state.state,
     ))
 }
@@ -170,8 +212,8 @@ async fn register(
         .introspect_access_token(&secrets.client_id, &secrets.client_secret, &tokens.access_token)
         .await
         .map_err(from_hubspot)?;
-    let missing: Vec<String> =
-        deps.settings.required_scopes.iter().filter(|s| !info.scopes.contains(s)).cloned().collect();
+    let required = install_scopes(deps, tenant).await?.required;
+    let missing: Vec<String> = required.iter().filter(|s| !info.scopes.contains(s)).cloned().collect();
     if !missing.is_empty() {
         return Err(InstallError::MissingScopes(missing));
     }

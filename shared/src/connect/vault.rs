@@ -178,6 +178,7 @@ mod tests {
             delivery_signing_secret: Secret::new("ds"),
             token_encryption_key: Some(Secret::new(STANDARD.encode([byte; 32]))),
             admin_api_key: None,
+            developer_api_key: None,
         }))
     }
 
@@ -223,6 +224,7 @@ mod tests {
             delivery_signing_secret: Secret::new("ds"),
             token_encryption_key: None,
             admin_api_key: None,
+            developer_api_key: None,
         }));
         let vault = TokenVault::new(Arc::new(AppSecretDataKeys::new(secrets(7))), without);
         assert!(matches!(vault.open(&conn, &sealed).await, Err(VaultError::LegacyKeyMissing)));

@@ -19,14 +19,22 @@ pub async fn authenticate(deps: &Deps, headers: &HeaderMap) -> Result<TenantId, 
 /// The connection, if it belongs to `tenant`. Another tenant's connection is "not found", exactly
 /// like a missing one, so ids of other tenants cannot even be probed.
 pub async fn owned_connection(deps: &Deps, tenant: &TenantId, id: &str) -> Result<Connection, ApiError> {
-    let not_found = || ApiError::NotFound(format!("connection `{id}`"));
+    match any_connection(deps, id).await {
+        Ok(connection) if &connection.tenant_id == tenant => Ok(connection),
+        _ => Err(connection_not_found(id)),
+    }
+}
+
+/// The connection, whichever tenant it belongs to (the admin API's view).
+pub async fn any_connection(deps: &Deps, id: &str) -> Result<Connection, ApiError> {
     if id.is_empty() || id.len() > 128 {
-        return Err(not_found());
+        return Err(connection_not_found(id));
     }
-    match deps.store.get_connection(&ConnectionId::new(id)).await? {
-        Some(connection) if &connection.tenant_id == tenant => Ok(connection),
-        _ => Err(not_found()),
-    }
+    deps.store.get_connection(&ConnectionId::new(id)).await?.ok_or_else(|| connection_not_found(id))
+}
+
+fn connection_not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("connection `{id}`"))
 }
 
 /// The authenticated tenant of a console request, as an extractor: a handler that takes it

@@ -4,8 +4,9 @@ use crate::connect::calls::{CallError, with_token};
 use crate::console::schemas;
 use crate::deps::Deps;
 use crate::domain::mapping::{ConfigProblem, Schemas, check_config};
+use crate::domain::scopes;
 use crate::domain::{Connection, ConnectionConfig, ObjectConfig, ObjectType, VersionedConfig};
-use crate::http::ApiError;
+use crate::http::{ApiError, Url};
 use crate::hubspot::{HubSpotError, PropertyCreate};
 use crate::inbound::destination::IngestPolicy;
 
@@ -33,13 +34,46 @@ pub async fn validate(
     if config.options.bidirectional_counter_property.is_some() && !objects.contains(&ObjectType::Contacts) {
         objects.push(ObjectType::Contacts);
     }
+    // What the connection was not granted is reported as such, and not asked of HubSpot (it
+    // would only answer 403).
+    let missing = scopes::missing(&scopes::needed_by(config), &connection.scopes);
+    let readable = |object: &ObjectType| {
+        let name = object.api_name();
+        !missing.iter().any(|s| *s == format!("crm.schemas.{name}.read") || *s == format!("crm.objects.{name}.read"))
+    };
+    objects.retain(readable);
     let schemas = schemas::for_objects(deps, connection, &objects).await?;
     let mut problems = check_config(config, &schemas);
     problems.extend(check_counter_name(config, &schemas));
     problems.extend(check_ingest_url(deps, config));
-    problems.extend(check_lists(deps, connection, config).await?);
+    if !missing.iter().any(|s| s.starts_with("crm.lists.")) {
+        problems.extend(check_lists(deps, connection, config).await?);
+    }
     problems.extend(super::catalogue::check(deps, &connection.tenant_id, config).await?);
+    problems.extend(missing_scopes(&missing));
     Ok(problems)
+}
+
+/// A config may only use what the portal granted: a scope the connection lacks would fail every
+/// call that needs it. The fix is a reconnect that asks for the missing scopes.
+fn missing_scopes(missing: &[String]) -> Option<ConfigProblem> {
+    if missing.is_empty() {
+        return None;
+    }
+    let mut link = Url::parse("https://hubsync.invalid/oauth/install").expect("a valid URL");
+    link.query_pairs_mut().append_pair("scope", &missing.join(" "));
+    let link = format!("{}?{}&return_to=<your console page>", link.path(), link.query().unwrap_or_default());
+    Some(ConfigProblem {
+        object: None,
+        platform_field: None,
+        hubspot_property: None,
+        rule: "missing_scopes",
+        message: format!(
+            "this config needs HubSpot permissions the connection was not granted: {}",
+            missing.join(", ")
+        ),
+        fix: format!("reconnect the portal to grant them: {link} (a portal admin approves them in HubSpot)"),
+    })
 }
 
 /// A counter property the save will create must have a name HubSpot accepts for a new property.
@@ -154,6 +188,7 @@ pub async fn save(deps: &Deps, connection: &Connection, update: &VersionedConfig
     let previous = deps.store.get_config(&connection.id).await?.map(|c| c.config);
     let version = deps.store.put_config(&connection.id, &update.config, update.version).await?;
     tracing::info!(connection = %connection.id, version, "config saved");
+    crate::webhooks::subscriptions::keep_in_line_with(deps, &update.config).await;
     backfill_new_inbound_fields(deps, connection, previous.as_ref(), &update.config).await;
     Ok(VersionedConfig { version, config: update.config.clone() })
 }

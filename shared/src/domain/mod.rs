@@ -12,7 +12,9 @@ pub mod outbound;
 pub mod pull;
 pub mod record;
 pub mod schema;
+pub mod scopes;
 pub mod secret;
+pub mod subscriptions;
 pub mod sync;
 pub mod trigger;
 

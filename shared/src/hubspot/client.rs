@@ -78,6 +78,18 @@ pub(crate) mod paths {
     pub fn memberships<'a>(list_id: &'a str, action: &'a str) -> Vec<&'a str> {
         vec!["crm", CRM_VERSION, "lists", list_id, "memberships", action]
     }
+
+    pub fn webhook_settings(app_id: &str) -> Vec<&str> {
+        vec!["webhooks", "v3", app_id, "settings"]
+    }
+
+    pub fn webhook_subscriptions(app_id: &str) -> Vec<&str> {
+        vec!["webhooks", "v3", app_id, "subscriptions"]
+    }
+
+    pub fn webhook_subscriptions_batch_update(app_id: &str) -> Vec<&str> {
+        vec!["webhooks", "v3", app_id, "subscriptions", "batch", "update"]
+    }
 }
 
 /// How the client is built. `Default` is production HubSpot.

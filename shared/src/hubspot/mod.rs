@@ -6,12 +6,14 @@
 //!   including batch calls that report an outcome per input.
 //! - [`properties`]: a portal's property schema ([`HubSpotClient::properties`]).
 //! - [`lists`]: a portal's lists and their memberships ([`HubSpotClient::lists`]).
+//! - [`app_webhooks`]: the app's webhook settings and subscriptions ([`HubSpotClient::app_webhooks`]).
 //! - [`error`]: [`HubSpotError`] and its [`ErrorClass`] (retry, re-authorise, or give up).
 //! - [`rate_limit`]: the `X-HubSpot-RateLimit-*` headers, read on every response.
 //!
 //! The client never retries and never paces: callers own that policy, because the portal's
 //! budget is shared by every Lambda that talks to it.
 
+pub mod app_webhooks;
 pub mod associations;
 pub mod client;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod objects;
 pub mod properties;
 pub mod rate_limit;
 
+pub use app_webhooks::{AppSubscription, AppWebhookSettings, AppWebhooks};
 pub use client::{ClientOptions, DEFAULT_API_BASE_URL, DEFAULT_APP_BASE_URL, HubSpotClient};
 pub use error::{ErrorBody, ErrorClass, ErrorDetail, ErrorResponse, HubSpotError};
 pub use lists::{HubSpotList, ListProcessing, Lists, MEMBERSHIP_CHUNK, MembershipChange};

@@ -23,6 +23,10 @@ pub struct AppSecrets {
     /// health). Without it the admin API refuses every request.
     #[serde(default, deserialize_with = "non_empty")]
     pub admin_api_key: Option<Secret>,
+    /// The HubSpot developer account's API key, which manages the app's webhook settings and
+    /// subscriptions. With it, hubsync keeps the subscriptions in line with the configs.
+    #[serde(default, deserialize_with = "non_empty")]
+    pub developer_api_key: Option<Secret>,
 }
 
 /// An admin key shorter than this is refused: it guards every tenant.
@@ -32,7 +36,7 @@ pub const MIN_ADMIN_KEY_LEN: usize = 32;
 pub enum SecretsError {
     #[error(
         "secret `{name}` is not valid: {reason}. It must be a JSON object with the strings client_id, \
-         client_secret and delivery_signing_secret (and optionally token_encryption_key and admin_api_key)"
+         client_secret and delivery_signing_secret (and optionally token_encryption_key, admin_api_key and developer_api_key)"
     )]
     Invalid { name: String, reason: String },
     #[error("secret `{0}` was not found")]
@@ -55,7 +59,7 @@ impl AppSecrets {
                 None => return Err(invalid(format!("`{field}` is missing"))),
             }
         }
-        for field in ["token_encryption_key", "admin_api_key"] {
+        for field in ["token_encryption_key", "admin_api_key", "developer_api_key"] {
             if object.get(field).is_some_and(|v| !v.is_string()) {
                 return Err(invalid(format!("`{field}` must be a string")));
             }

@@ -47,6 +47,14 @@ impl Simulator {
         app.app_id
     }
 
+    /// The developer API key (`hapikey`) that manages an app's webhook settings and
+    /// subscriptions through HubSpot's webhooks API (`/webhooks/v3/{appId}/...`).
+    pub fn developer_api_key(&self, client_id: &str) -> String {
+        let state = self.sim.lock();
+        let app = state.apps.get(client_id).unwrap_or_else(|| panic!("hubspot-sim: unknown app {client_id}"));
+        app.developer_api_key.clone()
+    }
+
     /// Sets an app's webhook target URL and subscriptions, replacing earlier ones, as in the
     /// app's settings on HubSpot. Events fire on the portals the app has been issued tokens for.
     /// Returns the subscription ids (`subscriptionId` in events), in the order given.
@@ -65,7 +73,8 @@ impl Simulator {
         if !state.apps.contains_key(client_id) {
             return Err(format!("unknown app {client_id}: add it with add_app first"));
         }
-        state.webhooks.subscribe(client_id, target_url, subscriptions)
+        let now = self.sim.now_ms();
+        state.webhooks.subscribe(client_id, target_url, subscriptions, now)
     }
 
     /// Every webhook POST so far, in the order they ended.

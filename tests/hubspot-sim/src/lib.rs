@@ -31,6 +31,7 @@ mod ratelimit;
 mod records;
 mod search;
 mod state;
+mod webhook_api;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -243,6 +244,7 @@ impl Simulator {
             .merge(crm)
             .merge(oauth)
             .merge(admin::routes())
+            .merge(webhook_api::routes())
             .fallback(not_found)
             .layer(from_fn_with_state(sim.clone(), faults::inject))
             .layer(from_fn_with_state(sim.clone(), count_requests))

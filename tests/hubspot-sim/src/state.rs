@@ -263,6 +263,8 @@ pub fn iso(ms: i64) -> String {
 pub struct App {
     pub client_secret: String,
     pub app_id: u64,
+    /// The developer account's API key (`hapikey`) that manages the app's webhook settings.
+    pub developer_api_key: String,
 }
 
 pub struct Portal {
@@ -371,7 +373,9 @@ impl State {
                 self.next_app_id
             }
         };
-        self.apps.insert(client_id.to_string(), App { client_secret: client_secret.to_string(), app_id });
+        let developer_api_key = format!("sim-developer-key-{app_id}");
+        self.apps
+            .insert(client_id.to_string(), App { client_secret: client_secret.to_string(), app_id, developer_api_key });
     }
 
     /// Adds a portal, or replaces the scopes of a known one (its records stay).

@@ -68,7 +68,7 @@ pub struct WebhookAttempt {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EventKind {
+pub(crate) enum EventKind {
     Creation,
     Deletion,
     PropertyChange,
@@ -110,16 +110,20 @@ impl EventKind {
     }
 }
 
-/// A validated subscription with its id.
-struct Subscribed {
-    id: u64,
-    object_type: ObjectType,
-    kind: EventKind,
-    property_name: Option<String>,
+/// A validated subscription with its id. Only an active one sends events; HubSpot creates a
+/// subscription paused unless asked otherwise.
+pub(crate) struct Subscribed {
+    pub(crate) id: u64,
+    pub(crate) object_type: ObjectType,
+    pub(crate) kind: EventKind,
+    pub(crate) property_name: Option<String>,
+    pub(crate) active: bool,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
 }
 
 impl Subscribed {
-    fn subscription_type(&self) -> String {
+    pub(crate) fn subscription_type(&self) -> String {
         format!("{}.{}", self.object_type.singular(), self.kind.name())
     }
 
@@ -128,14 +132,22 @@ impl Subscribed {
             ChangeKind::Property { name, .. } => self.property_name.as_ref() == Some(name),
             _ => true,
         };
-        self.object_type == change.object_type && self.kind == EventKind::of(&change.kind) && property_matches
+        self.active
+            && self.object_type == change.object_type
+            && self.kind == EventKind::of(&change.kind)
+            && property_matches
     }
 }
 
-/// An app's webhook settings.
-struct Target {
-    url: String,
-    subscriptions: Vec<Subscribed>,
+/// An app's webhook settings. Without a target URL (settings deleted, or never set) its
+/// subscriptions are kept but send nothing.
+#[derive(Default)]
+pub(crate) struct Target {
+    pub(crate) url: Option<String>,
+    pub(crate) max_concurrent_requests: u32,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) subscriptions: Vec<Subscribed>,
 }
 
 /// An event waiting to be sent, without its `attemptNumber` (set per POST).
@@ -166,11 +178,11 @@ struct Batch {
 #[derive(Default)]
 pub struct Webhooks {
     /// By client id.
-    targets: BTreeMap<String, Target>,
+    pub(crate) targets: BTreeMap<String, Target>,
     queues: BTreeMap<QueueKey, Queue>,
     attempts: Vec<WebhookAttempt>,
     next_event_id: u64,
-    next_subscription_id: u64,
+    pub(crate) next_subscription_id: u64,
 }
 
 impl Webhooks {
@@ -181,6 +193,7 @@ impl Webhooks {
         client_id: &str,
         target_url: &str,
         subscriptions: &[Subscription],
+        now_ms: i64,
     ) -> Result<Vec<u64>, String> {
         if !(target_url.starts_with("http://") || target_url.starts_with("https://")) {
             return Err(format!("target URL {target_url} is not an http(s) URL"));
@@ -209,9 +222,25 @@ impl Webhooks {
                 self.next_subscription_id
             });
             ids.push(id);
-            kept.push(Subscribed { id, object_type, kind, property_name });
+            let created_at = previous.iter().find(|s| s.id == id).map_or(now_ms, |s| s.created_at);
+            kept.push(Subscribed {
+                id,
+                object_type,
+                kind,
+                property_name,
+                active: true,
+                created_at,
+                updated_at: now_ms,
+            });
         }
-        self.targets.insert(client_id.to_string(), Target { url: target_url.to_string(), subscriptions: kept });
+        let target = Target {
+            url: Some(target_url.to_string()),
+            max_concurrent_requests: 10,
+            created_at: now_ms,
+            updated_at: now_ms,
+            subscriptions: kept,
+        };
+        self.targets.insert(client_id.to_string(), target);
         Ok(ids)
     }
 
@@ -227,7 +256,7 @@ impl Webhooks {
         let now = Instant::now();
         let mut queued = false;
         for (client_id, target) in &self.targets {
-            if !installs.contains(&(client_id.clone(), hub_id)) {
+            if target.url.is_none() || !installs.contains(&(client_id.clone(), hub_id)) {
                 continue;
             }
             let app_id = apps.get(client_id).map(|a| a.app_id).unwrap_or_default();
@@ -264,17 +293,15 @@ impl Webhooks {
                 next_due = Some(next_due.map_or(due, |n| n.min(due)));
                 continue;
             }
+            // Only subscribed apps have queues; events wait while the app has no target URL.
+            let (Some(url), Some(app)) = (self.targets.get(&key.0).and_then(|t| t.url.clone()), apps.get(&key.0))
+            else {
+                continue;
+            };
             let take = queue.events.len().min(WEBHOOK_BATCH_MAX);
             let events: Vec<Map<String, Value>> = queue.events.drain(..take).map(|q| q.event).collect();
-            // Only subscribed apps have queues, so both are there.
-            let (Some(target), Some(app)) = (self.targets.get(&key.0), apps.get(&key.0)) else { continue };
             queue.in_flight = true;
-            batches.push(Batch {
-                key: key.clone(),
-                url: target.url.clone(),
-                client_secret: app.client_secret.clone(),
-                events,
-            });
+            batches.push(Batch { key: key.clone(), url, client_secret: app.client_secret.clone(), events });
         }
         (batches, next_due)
     }
@@ -295,7 +322,10 @@ impl Webhooks {
     }
 }
 
-fn parse_subscription(subscription: &Subscription) -> Result<(ObjectType, EventKind, Option<String>), String> {
+/// A subscription's object, event and property, checked as HubSpot checks them.
+pub(crate) fn parse_subscription(
+    subscription: &Subscription,
+) -> Result<(ObjectType, EventKind, Option<String>), String> {
     let name = subscription.subscription_type.as_str();
     let unknown = || format!("unknown subscription type {name}");
     let (object, event) = name.split_once('.').ok_or_else(unknown)?;
@@ -593,10 +623,12 @@ mod tests {
                 "app",
                 url,
                 &[Subscription::new("contact.creation"), Subscription::property("deal.propertyChange", "amount")],
+                0,
             )
             .unwrap();
         assert_eq!(ids, [1, 2]);
-        let again = webhooks.subscribe("app", url, &[Subscription::property("deal.propertyChange", "amount")]).unwrap();
+        let again =
+            webhooks.subscribe("app", url, &[Subscription::property("deal.propertyChange", "amount")], 0).unwrap();
         assert_eq!(again, [2], "kept subscriptions keep their ids");
         for bad in [
             Subscription::new("contact.propertyChange"),
@@ -605,8 +637,8 @@ mod tests {
             Subscription::new("ticket.creation"),
             Subscription::new("contact.renamed"),
         ] {
-            assert!(webhooks.subscribe("app", url, std::slice::from_ref(&bad)).is_err(), "{bad:?}");
+            assert!(webhooks.subscribe("app", url, std::slice::from_ref(&bad), 0).is_err(), "{bad:?}");
         }
-        assert!(webhooks.subscribe("app", "ftp://x", &[]).is_err());
+        assert!(webhooks.subscribe("app", "ftp://x", &[], 0).is_err());
     }
 }
