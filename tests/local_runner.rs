@@ -1,8 +1,11 @@
 //! The README's walkthrough, on the local runner: connect a simulated portal, save a mapping and
-//! push a change, over real HTTP, with no AWS at all.
+//! push a change, over real HTTP, with no AWS at all; then the same runner stopped and started
+//! again on its state directory, where it finds everything as it was.
 
-use hubsync_local::{LocalError, LocalOptions};
-use hubsync_tests::local::{DemoConsole, install_demo_portal, start_local};
+use hubsync_local::StateLocation::Memory;
+use hubsync_local::{LocalError, LocalOptions, StateLocation};
+use hubsync_tests::local::{DemoConsole, install_demo_portal, start_local, start_local_in};
+use hubsync_tests::scratch::ScratchDir;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -127,12 +130,108 @@ async fn a_busy_port_is_named_with_the_variable_that_moves_it() {
     let busy = taken.local_addr().unwrap();
     let free = "127.0.0.1:0".parse().unwrap();
     for (options, var) in [
-        (LocalOptions { addr: busy, simulator_addr: free, real_hubspot: None }, "HUBSYNC_LOCAL_ADDR"),
-        (LocalOptions { addr: free, simulator_addr: busy, real_hubspot: None }, "HUBSYNC_SIM_ADDR"),
+        (LocalOptions { addr: busy, simulator_addr: free, real_hubspot: None, state: Memory }, "HUBSYNC_LOCAL_ADDR"),
+        (LocalOptions { addr: free, simulator_addr: busy, real_hubspot: None, state: Memory }, "HUBSYNC_SIM_ADDR"),
     ] {
         let Err(err) = hubsync_local::start(options).await else { panic!("started on a port in use") };
         assert!(matches!(err, LocalError::AddressInUse { .. }), "{err}");
         let message = err.to_string();
         assert!(message.contains(&busy.to_string()) && message.contains(var), "{message}");
     }
+}
+
+/// A mapping that takes first names out to HubSpot contacts, saved over `version`.
+fn first_names_out(version: u64) -> Value {
+    json!({
+        "version": version,
+        "config": { "objects": { "contacts": {
+            "match_key": { "kind": "email" },
+            "write_mode": "upsert",
+            "fields": [ { "platform_field": "first_name", "hubspot_property": "firstname", "direction": "out", "platform_type": "string" } ]
+        } } }
+    })
+}
+
+/// The connection's runs, once there are at least `count` (the push worker runs in the background).
+async fn runs_once_there_are(console: &DemoConsole, connection: &str, count: usize) -> Value {
+    let mut runs = Value::Null;
+    for _ in 0..100 {
+        runs = console.get(&format!("/connections/{connection}/runs")).await;
+        if runs["runs"].as_array().is_some_and(|r| r.len() >= count) {
+            return runs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("fewer than {count} runs after 10 s: {runs}");
+}
+
+#[tokio::test]
+async fn a_restarted_runner_finds_its_connection_config_and_portal_and_still_pushes() {
+    let state = ScratchDir::new("local-state");
+
+    let local = start_local_in(state.path()).await;
+    let console = DemoConsole::new(&local.base_url);
+    let outcome = install_demo_portal(&local.base_url).await;
+    assert_eq!(outcome["hubsync_status"], "connected", "{outcome}");
+    let connection = outcome["connection_id"].as_str().unwrap().to_string();
+    let saved = console.send(Method::PUT, &format!("/connections/{connection}/config"), &first_names_out(0)).await;
+    assert_eq!(saved.status(), 200);
+    let saved: Value = saved.json().await.unwrap();
+    local.shutdown().await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let secrets = std::fs::metadata(state.join(hubsync_local::SECRETS_FILE)).unwrap();
+        assert_eq!(secrets.permissions().mode() & 0o777, 0o600, "the local secrets are their owner's only");
+    }
+
+    // Started again (on other ports): the demo key, the connection and its config are there, and
+    // a push reaches the simulated portal: the stored tokens still decrypt, and the simulator
+    // still knows the portal and the tokens it issued.
+    let local = start_local_in(state.path()).await;
+    let console = DemoConsole::new(&local.base_url);
+    let listed = console.get("/connections").await;
+    assert_eq!(listed["connections"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["connections"][0]["id"], connection.as_str(), "{listed}");
+    let config = console.get(&format!("/connections/{connection}/config")).await;
+    assert_eq!(config["version"], 1, "{config}");
+    assert_eq!(config, saved);
+    let change = json!({ "version": 1, "object": "contact", "record_key": "ada@example.com",
+        "fields": { "first_name": "Ada" }, "changed_at": "2026-01-01T12:00:00Z" });
+    let queued = console.send(Method::POST, &format!("/connections/{connection}/sync"), &change).await;
+    assert_eq!(queued.status(), 202);
+    let runs = runs_once_there_are(&console, &connection, 1).await;
+    assert_eq!(runs["runs"][0]["counts"]["created"], 1, "{runs}");
+    local.shutdown().await;
+
+    // Once more: the run and the contact the push created are still there.
+    let local = start_local_in(state.path()).await;
+    let console = DemoConsole::new(&local.base_url);
+    let runs = console.get(&format!("/connections/{connection}/runs")).await;
+    assert_eq!(runs["runs"][0]["counts"]["created"], 1, "{runs}");
+    let contacts = local.simulator.as_ref().unwrap().records(1000, "contacts");
+    let ada: Vec<&Value> = contacts.iter().filter(|c| c["properties"]["email"] == "ada@example.com").collect();
+    assert_eq!(ada.len(), 1, "{contacts:?}");
+    assert_eq!(ada[0]["properties"]["firstname"], "Ada");
+    local.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_runner_on_the_same_state_is_refused_with_the_file_and_the_variable() {
+    let state = ScratchDir::new("local-state");
+    let first = start_local_in(state.path()).await;
+    let free = "127.0.0.1:0".parse().unwrap();
+    let options = LocalOptions {
+        addr: free,
+        simulator_addr: free,
+        real_hubspot: None,
+        state: StateLocation::Directory(state.path().to_path_buf()),
+    };
+    let Err(err) = hubsync_local::start(options).await else { panic!("two runners on one state") };
+    assert!(matches!(err, LocalError::StateInUse { .. }), "{err}");
+    let message = err.to_string();
+    let store_file = state.join(hubsync_local::STORE_FILE);
+    assert!(message.contains(&store_file.display().to_string()), "{message}");
+    assert!(message.contains("HUBSYNC_LOCAL_STATE"), "{message}");
+    first.shutdown().await;
 }

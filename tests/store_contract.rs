@@ -1,5 +1,7 @@
-//! One contract for every `Store`: the embedded store and DynamoDB (on moto's server) must both
-//! keep each guarantee. Every case runs once per implementation.
+//! One contract for every `Store`: the embedded store (in memory, and kept in a file) and
+//! DynamoDB (on moto's server) must all keep each guarantee. Every case runs once per
+//! implementation. The file-kept store must also give back, once opened again, everything
+//! written before.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -574,6 +576,16 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $case() {
                     super::$case(std::sync::Arc::new(super::MemoryStore::new())).await;
+                }
+            )*
+        }
+        mod file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let dir = hubsync_tests::scratch::ScratchDir::new("store-contract");
+                    let store = super::MemoryStore::open(dir.join("hubsync.redb")).expect("a new store file");
+                    super::$case(std::sync::Arc::new(store)).await;
                 }
             )*
         }

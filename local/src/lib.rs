@@ -1,5 +1,6 @@
 //! hubsync on one machine, with no AWS account: the routes of every function on one port, the
 //! embedded store, secrets from local config, and the HubSpot simulator (or a real HubSpot).
+//! State is kept in a directory across restarts (see `state_dir`), or in memory only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,28 +8,31 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::get;
-use base64::Engine;
+use hubspot_sim::SimConfig;
 use hubsync::adapters::{MemoryQueue, MemoryStore, Redrive, StaticSecrets};
 use hubsync::deps::{Deps, QueuePair, Queues};
 use hubsync::domain::{ApiKeyRecord, Secret, Tenant, TenantId, hash_api_key};
 use hubsync::hubspot::HubSpotClient;
-use hubsync::ports::{AppSecrets, Store, SystemClock};
+use hubsync::ports::{AppSecrets, Store, StoreError, SystemClock};
 use hubsync::settings::Settings;
 use hubsync::webhooks::subscriptions;
 use hubsync::work::QueueWorker;
 use hubsync::work::sqs::{BULK_WORKER_TIMEOUT, WORKER_TIMEOUT};
 use hubsync::{inbound, outbound};
-use rand::RngCore;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 mod options;
 mod platform;
+mod state_dir;
 
 pub use options::{
-    DEFAULT_LOCAL_ADDR, DEFAULT_SIM_ADDR, LOCAL_ADDR_VAR, LocalError, LocalOptions, REAL_HUBSPOT_VARS, RealHubSpot,
-    SIM_ADDR_VAR,
+    DEFAULT_LOCAL_ADDR, DEFAULT_SIM_ADDR, DEFAULT_STATE_DIR, IN_MEMORY, LOCAL_ADDR_VAR, LocalError, LocalOptions,
+    REAL_HUBSPOT_VARS, RealHubSpot, SIM_ADDR_VAR, STATE_VAR, StateLocation,
 };
 pub use platform::{PlatformArrival, StandInPlatform};
+use state_dir::{LocalSecrets, StateDir};
+pub use state_dir::{SECRETS_FILE, SIMULATOR_FILE, STORE_FILE, StateDirError};
 
 /// The demo tenant's console API key, so the README's curl commands work as written.
 pub const DEMO_API_KEY: &str = "hsk_local_demo";
@@ -44,7 +48,13 @@ pub struct RunningLocal {
     pub simulator: Option<hubspot_sim::RunningSimulator>,
     /// The stand-in for the platform's ingest endpoint (`/local/platform/...`).
     pub platform: StandInPlatform,
+    /// Where the state is kept.
+    pub state: StateLocation,
+    /// The store behind `deps.store`, to release its file at shutdown.
+    store: Arc<MemoryStore>,
     queues: [LocalQueue; 3],
+    /// Stops the server gracefully: requests under way finish, idle connections close.
+    stop_server: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -82,27 +92,49 @@ impl RunningLocal {
         }
     }
 
-    /// Adds a tenant whose console API key is `api_key`, as the platform's onboarding would.
+    /// Adds a tenant whose console API key is `api_key`, as the platform's onboarding would
+    /// (a tenant or key that exists already is kept as it is).
     pub async fn add_tenant(&self, tenant_id: &str, api_key: &str) {
-        add_tenant(self.deps.store.as_ref(), tenant_id, api_key).await;
+        add_tenant(self.deps.store.as_ref(), tenant_id, api_key).await.expect("the local store");
     }
 
+    /// Stops serving (requests under way finish), stops the workers (messages still queued are
+    /// lost) and the simulator (which writes its state), and releases the state directory: a
+    /// runner started next, in this process or another, opens it.
     pub async fn shutdown(self) {
-        self.server.abort();
+        let _ = self.stop_server.send(());
+        let _ = self.server.await;
         self.workers.iter().for_each(|worker| worker.abort());
+        for worker in self.workers {
+            let _ = worker.await;
+        }
         if let Some(simulator) = self.simulator {
             simulator.shutdown().await;
         }
+        // Tasks still winding down may hold the store: they no longer hold its file.
+        self.store.close_file();
     }
 }
 
-fn random_key() -> Secret {
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    Secret::new(base64::engine::general_purpose::STANDARD.encode(key))
-}
-
 pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
+    // The state first: its lock keeps a second runner off it, whatever its ports.
+    let state = match options.state {
+        StateLocation::Directory(dir) => StateLocation::Directory(std::path::absolute(&dir)?),
+        StateLocation::Memory => StateLocation::Memory,
+    };
+    let (store, secrets, simulator_file) = match &state {
+        StateLocation::Memory => (MemoryStore::new(), LocalSecrets::generate(), None),
+        StateLocation::Directory(dir) => {
+            let kept = StateDir::open(dir)?;
+            let simulator_file = match options.real_hubspot {
+                Some(_) => None,
+                None => Some(kept.simulator_file()?),
+            };
+            (kept.store, kept.secrets, simulator_file)
+        }
+    };
+    let store = Arc::new(store);
+
     let listener = TcpListener::bind(options.addr)
         .await
         .map_err(|e| options::listen_error(e, "hubsync", options.addr, LOCAL_ADDR_VAR))?;
@@ -118,8 +150,11 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
             real.redirect_uri,
         ),
         None => {
-            let sim = hubspot_sim::start_on(hubspot_sim::SimConfig::default(), options.simulator_addr)
-                .await
+            let started = match simulator_file {
+                Some(file) => hubspot_sim::start_kept(SimConfig::default(), options.simulator_addr, file).await,
+                None => hubspot_sim::start_on(SimConfig::default(), options.simulator_addr).await,
+            };
+            let sim = started
                 .map_err(|e| options::listen_error(e, "the HubSpot simulator", options.simulator_addr, SIM_ADDR_VAR))?;
             let url = sim.base_url();
             (
@@ -153,22 +188,22 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
         // The simulated app's subscriptions follow the configs, so webhooks come as mapped.
         keep_webhook_subscriptions: simulator.is_some(),
     };
-    let delivery_signing_secret = random_key();
+    let delivery_signing_secret = secrets.delivery_signing_secret.clone();
     let secrets = AppSecrets {
         client_id,
         client_secret,
-        delivery_signing_secret: delivery_signing_secret.clone(),
-        token_encryption_key: Some(random_key()),
+        delivery_signing_secret: secrets.delivery_signing_secret,
+        token_encryption_key: Some(secrets.token_encryption_key),
         admin_api_key: Some(Secret::new(LOCAL_ADMIN_API_KEY)),
         developer_api_key: simulator.as_ref().map(|sim| Secret::new(sim.developer_api_key(SIM_CLIENT_ID))),
     };
-    let store = Arc::new(MemoryStore::new());
-    add_tenant(store.as_ref(), DEMO_TENANT, DEMO_API_KEY).await;
+    add_tenant(store.as_ref(), DEMO_TENANT, DEMO_API_KEY).await?;
+    tracing::info!("hubsync-local state: {state} ({STATE_VAR})");
     let hubspot = HubSpotClient::new(&api_url, &app_url).map_err(std::io::Error::other)?;
     let queues = [LocalQueue::new(), LocalQueue::new(), LocalQueue::new()];
     let [push, inbound, bulk] = &queues;
     let deps = Deps::new(
-        store,
+        store.clone(),
         Arc::new(StaticSecrets::new(secrets)),
         hubspot,
         settings,
@@ -185,12 +220,16 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
     }
     let platform = StandInPlatform::new(delivery_signing_secret);
     let app = app(deps.clone()).merge(platform.routes());
+    let (stop_server, server_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
+        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = server_stopped.await;
+        });
+        if let Err(err) = serving.await {
             tracing::error!(error = %err, "local server stopped");
         }
     });
-    Ok(RunningLocal { base_url, deps, simulator, platform, queues, server, workers })
+    Ok(RunningLocal { base_url, deps, simulator, platform, state, store, queues, stop_server, server, workers })
 }
 
 /// As template.yaml sets them for the work queues.
@@ -269,18 +308,24 @@ pub fn app(deps: Deps) -> Router {
         .merge(console_api::router(deps))
 }
 
-async fn add_tenant(store: &dyn Store, tenant_id: &str, api_key: &str) {
+/// Adds the tenant and its key unless they exist: on a kept state, every start after the first
+/// finds them (and keeps them as they are).
+async fn add_tenant(store: &dyn Store, tenant_id: &str, api_key: &str) -> Result<(), StoreError> {
     let now = time::OffsetDateTime::now_utc();
     let name = if tenant_id == DEMO_TENANT { "Demo".to_string() } else { tenant_id.to_string() };
     let tenant = Tenant { id: TenantId::new(tenant_id), name, created_at: now };
-    store.put_tenant(&tenant).await.expect("embedded store");
-    let key = ApiKeyRecord {
-        key_id: format!("local-{tenant_id}"),
-        tenant_id: tenant.id,
-        key_hash: hash_api_key(api_key),
-        label: format!("local runner key of {tenant_id}"),
-        created_at: now,
-        expires_at: None,
-    };
-    store.put_api_key(&key).await.expect("embedded store");
+    store.create_tenant(&tenant).await?;
+    let key_hash = hash_api_key(api_key);
+    if store.find_api_key(&key_hash).await?.is_none() {
+        let key = ApiKeyRecord {
+            key_id: format!("local-{tenant_id}"),
+            tenant_id: tenant.id,
+            key_hash,
+            label: format!("local runner key of {tenant_id}"),
+            created_at: now,
+            expires_at: None,
+        };
+        store.put_api_key(&key).await?;
+    }
+    Ok(())
 }

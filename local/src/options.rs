@@ -2,8 +2,12 @@
 //! a message naming the variable and the fix, never a panic or a bare `AddrInUse`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use hubsync::adapters::StoreFileError;
 use hubsync::domain::Secret;
+
+use crate::state_dir::StateDirError;
 
 /// Where hubsync listens.
 pub const LOCAL_ADDR_VAR: &str = "HUBSYNC_LOCAL_ADDR";
@@ -11,6 +15,12 @@ pub const DEFAULT_LOCAL_ADDR: &str = "127.0.0.1:8080";
 /// Where the bundled HubSpot simulator listens.
 pub const SIM_ADDR_VAR: &str = "HUBSYNC_SIM_ADDR";
 pub const DEFAULT_SIM_ADDR: &str = "127.0.0.1:8090";
+/// Where the local runner keeps its state across restarts: a directory, or `memory` for none.
+pub const STATE_VAR: &str = "HUBSYNC_LOCAL_STATE";
+/// Relative to the directory the runner starts in.
+pub const DEFAULT_STATE_DIR: &str = ".hubsync-local";
+/// The value of [`STATE_VAR`] that keeps nothing: every start is a new deployment.
+pub const IN_MEMORY: &str = "memory";
 /// A real HubSpot app instead of the simulator: all three, or none.
 pub const REAL_HUBSPOT_VARS: [&str; 3] = ["HUBSPOT_CLIENT_ID", "HUBSPOT_CLIENT_SECRET", "HUBSPOT_REDIRECT_URI"];
 
@@ -21,6 +31,26 @@ pub struct LocalOptions {
     pub simulator_addr: SocketAddr,
     /// A real HubSpot app instead of the simulator.
     pub real_hubspot: Option<RealHubSpot>,
+    /// Where state is kept (`.hubsync-local/` by default).
+    pub state: StateLocation,
+}
+
+/// Where the local runner keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// Nothing outlives the process.
+    Memory,
+    /// hubsync's store, the simulator's state and the local secrets, kept in this directory.
+    Directory(PathBuf),
+}
+
+impl std::fmt::Display for StateLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateLocation::Memory => f.write_str("in memory only, none of it kept after a stop"),
+            StateLocation::Directory(dir) => write!(f, "kept in {}", dir.display()),
+        }
+    }
 }
 
 pub struct RealHubSpot {
@@ -47,6 +77,28 @@ pub enum LocalError {
     },
     #[error("a real HubSpot app needs {}; {missing} is not set (or unset all three to use the bundled simulator)", REAL_HUBSPOT_VARS.join(", "))]
     PartialRealHubSpot { missing: String },
+    #[error(
+        "{} is in use by another hubsync-local (one at a time keeps its state there): stop it, or set {var} to another directory ({var}={IN_MEMORY} keeps nothing)",
+        file.display()
+    )]
+    StateInUse {
+        file: PathBuf,
+        var: &'static str,
+        #[source]
+        source: StoreFileError,
+    },
+    #[error(
+        "cannot keep the local state in {}: {source}; move it away to start afresh, or set {var} to another directory ({var}={IN_MEMORY} keeps nothing)",
+        dir.display()
+    )]
+    State {
+        dir: PathBuf,
+        var: &'static str,
+        #[source]
+        source: StateDirError,
+    },
+    #[error("the local store: {0}")]
+    Store(#[from] hubsync::ports::StoreError),
     #[error("cannot start: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -70,10 +122,16 @@ impl LocalOptions {
                 return Err(LocalError::PartialRealHubSpot { missing: missing.join(" and ") });
             }
         };
+        let state = match var(STATE_VAR).map(|value| value.trim().to_string()).filter(|value| !value.is_empty()) {
+            Some(value) if value.eq_ignore_ascii_case(IN_MEMORY) => StateLocation::Memory,
+            Some(dir) => StateLocation::Directory(PathBuf::from(dir)),
+            None => StateLocation::Directory(PathBuf::from(DEFAULT_STATE_DIR)),
+        };
         Ok(LocalOptions {
             addr: addr(LOCAL_ADDR_VAR, DEFAULT_LOCAL_ADDR)?,
             simulator_addr: addr(SIM_ADDR_VAR, DEFAULT_SIM_ADDR)?,
             real_hubspot,
+            state,
         })
     }
 }
@@ -108,6 +166,17 @@ mod tests {
         assert_eq!(options.addr.to_string(), DEFAULT_LOCAL_ADDR);
         assert_eq!(options.simulator_addr.to_string(), DEFAULT_SIM_ADDR);
         assert!(options.real_hubspot.is_none());
+        assert_eq!(options.state, StateLocation::Directory(PathBuf::from(".hubsync-local")));
+    }
+
+    #[test]
+    fn state_is_kept_where_the_variable_says_or_nowhere() {
+        let options = LocalOptions::from_env(env(&[(STATE_VAR, "/tmp/hubsync-state")])).unwrap();
+        assert_eq!(options.state, StateLocation::Directory(PathBuf::from("/tmp/hubsync-state")));
+        let options = LocalOptions::from_env(env(&[(STATE_VAR, "memory")])).unwrap();
+        assert_eq!(options.state, StateLocation::Memory);
+        let options = LocalOptions::from_env(env(&[(STATE_VAR, " ")])).unwrap();
+        assert_eq!(options.state, StateLocation::Directory(PathBuf::from(DEFAULT_STATE_DIR)));
     }
 
     #[test]

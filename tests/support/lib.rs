@@ -27,6 +27,7 @@ pub mod oauth;
 pub mod platform;
 pub mod push;
 pub mod runtime_api;
+pub mod scratch;
 pub mod simulation;
 pub mod world;
 

@@ -1,13 +1,25 @@
 //! The local runner, started on free ports, and the README's install step against it.
 
-use hubsync_local::{DEMO_API_KEY, LocalOptions, RunningLocal};
+use std::path::Path;
+
+use hubsync_local::{DEMO_API_KEY, LocalOptions, RunningLocal, StateLocation};
 use serde_json::Value;
 
 use crate::logs::{SecretKind, SecretWatch};
 
+/// The local runner keeping nothing: each start is a new deployment.
 pub async fn start_local() -> LocalRunner {
+    start_local_with(StateLocation::Memory).await
+}
+
+/// The local runner keeping its state in `dir`, as `cargo run -p hubsync-local` does.
+pub async fn start_local_in(dir: &Path) -> LocalRunner {
+    start_local_with(StateLocation::Directory(dir.to_path_buf())).await
+}
+
+async fn start_local_with(state: StateLocation) -> LocalRunner {
     let secrets = SecretWatch::start();
-    let running = start_uncaptured().await;
+    let running = hubsync_local::start(free_ports(state)).await.expect("the local runner starts");
     let app = running.deps.secrets.app_secrets().await.expect("the local runner's secrets");
     secrets.register(SecretKind::ClientSecret, app.client_secret.expose());
     secrets.register(SecretKind::DeliverySigningSecret, app.delivery_signing_secret.expose());
@@ -22,13 +34,16 @@ pub async fn start_local() -> LocalRunner {
 /// The local runner without the log capture, for benchmarks: capturing every line in memory
 /// would weigh on the memory and CPU they measure.
 pub async fn start_uncaptured() -> RunningLocal {
-    hubsync_local::start(LocalOptions {
+    hubsync_local::start(free_ports(StateLocation::Memory)).await.expect("the local runner starts")
+}
+
+fn free_ports(state: StateLocation) -> LocalOptions {
+    LocalOptions {
         addr: "127.0.0.1:0".parse().unwrap(),
         simulator_addr: "127.0.0.1:0".parse().unwrap(),
         real_hubspot: None,
-    })
-    .await
-    .expect("the local runner starts")
+        state,
+    }
 }
 
 /// The running local runner; when the test is done with it, its secrets must not appear in the

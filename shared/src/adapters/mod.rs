@@ -1,5 +1,6 @@
 //! Implementations of the ports: on AWS (DynamoDB, SQS, Secrets Manager, KMS) and embedded in-process
-//! (for unit tests and the local runner). Both kinds pass the same contract suites.
+//! (for unit tests and the local runner; with the `file-store` feature, the embedded store can be
+//! kept in a file). Both kinds pass the same contract suites.
 
 pub mod dynamodb;
 pub mod kms;
@@ -14,6 +15,8 @@ pub use kms::KmsDataKeys;
 pub use local_keys::AppSecretDataKeys;
 pub use memory_queue::{MemoryQueue, Redrive};
 pub use memory_store::MemoryStore;
+#[cfg(feature = "file-store")]
+pub use memory_store::StoreFileError;
 pub use secrets::{SecretsManagerSource, StaticSecrets};
 pub use sqs::SqsQueue;
 

@@ -149,7 +149,7 @@ impl RecordSyncState {
 }
 
 /// A claim on a record: only its holder writes the record to HubSpot or changes its outbound part.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
     pub holder: String,
     pub until: OffsetDateTime,

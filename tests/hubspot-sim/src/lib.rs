@@ -31,6 +31,7 @@ mod ratelimit;
 mod records;
 mod search;
 mod state;
+mod state_file;
 mod webhook_api;
 mod webhooks;
 
@@ -54,6 +55,7 @@ pub use state::{
     ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PORTAL, IssuedTokens, OmittedOnUpsert, SimConfig,
     Tokens,
 };
+pub use state_file::{StateFile, StateFileError};
 pub use webhooks::{
     HttpSender, Subscription, WEBHOOK_BATCH_MAX, WebhookAttempt, WebhookRequest, WebhookSender, signature_v1,
     signature_v3,
@@ -68,9 +70,26 @@ pub async fn start(config: SimConfig) -> std::io::Result<RunningSimulator> {
 
 /// Starts a simulator on `addr` (the binary's `--host`/`--port`).
 pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<RunningSimulator> {
+    serve(config, addr, None).await
+}
+
+/// Starts a simulator on `addr` that keeps its state in `state` (see [`StateFile`]): it starts
+/// with what the file holds, writes its changes there a moment after they happen, and once more
+/// when it shuts down (or is dropped).
+pub async fn start_kept(config: SimConfig, addr: SocketAddr, state: StateFile) -> std::io::Result<RunningSimulator> {
+    serve(config, addr, Some(state)).await
+}
+
+async fn serve(config: SimConfig, addr: SocketAddr, state: Option<StateFile>) -> std::io::Result<RunningSimulator> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let simulator = Simulator { sim: Shared::new(config) };
+    let keeper = state.map(|mut state| {
+        state.restore_into(&mut simulator.sim.lock());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(state_file::keep(simulator.sim.clone(), state.path().to_path_buf(), stopped));
+        Keeper { stop, task }
+    });
     let (stop_webhooks, webhooks_stopped) = oneshot::channel::<()>();
     let sender = Arc::new(HttpSender::new().map_err(std::io::Error::other)?);
     let webhooks = tokio::spawn(webhooks::run(simulator.sim.clone(), webhooks_stopped, sender));
@@ -85,7 +104,7 @@ pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Ru
             tracing::error!(error = %err, "hubspot-sim stopped");
         }
     });
-    Ok(RunningSimulator { simulator, addr, stop, task, stop_webhooks, webhooks })
+    Ok(RunningSimulator { simulator, addr, stop, task, stop_webhooks, webhooks, keeper })
 }
 
 /// Starts a simulator that serves no port: callers hand its [`Simulator::router`] their
@@ -129,6 +148,14 @@ pub struct RunningSimulator {
     /// Dropping it also stops the sender, cancelling deliveries under way.
     stop_webhooks: oneshot::Sender<()>,
     webhooks: JoinHandle<()>,
+    /// The state file's writer, for a simulator that keeps its state.
+    keeper: Option<Keeper>,
+}
+
+/// Stops the state file's writer, which then writes the state a last time.
+struct Keeper {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 impl RunningSimulator {
@@ -148,12 +175,16 @@ impl RunningSimulator {
     }
 
     /// Stops accepting connections and waits for open requests to finish. Webhooks not yet
-    /// delivered are dropped.
+    /// delivered are dropped. A simulator that keeps its state has written it when this returns.
     pub async fn shutdown(self) {
         let _ = self.stop_webhooks.send(());
         let _ = self.webhooks.await;
         let _ = self.stop.send(());
         let _ = self.task.await;
+        if let Some(keeper) = self.keeper {
+            let _ = keeper.stop.send(());
+            let _ = keeper.task.await;
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub const MEMBERSHIP_PAGE_MAX: usize = 250;
 const LIST_OBJECT_TYPES: [ObjectType; 3] = [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals];
 
 /// How a list gets its members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Processing {
     /// Only changed by hand (the UI or the memberships API).
     Manual,
@@ -60,7 +60,7 @@ impl Processing {
 }
 
 /// One list of a portal.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct List {
     pub id: u64,
     pub name: String,
@@ -133,7 +133,7 @@ impl List {
 }
 
 /// The lists of one portal.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Lists {
     by_id: BTreeMap<u64, List>,
     next_id: u64,

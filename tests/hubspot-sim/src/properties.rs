@@ -47,7 +47,7 @@ pub struct PropertyOption {
 }
 
 /// A property definition, as `GET /crm/v3/properties/{objectType}` shows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PropertyDef {
     pub name: String,
     pub label: String,

@@ -15,7 +15,7 @@ use crate::properties::{PropertyDef, default_properties};
 use crate::state::{ObjectType, iso};
 
 /// Who wrote a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Source {
     /// An app through the API (`sourceType: INTEGRATION`, `sourceId`: the app id).
     Integration { app_id: u64 },
@@ -44,7 +44,7 @@ impl Source {
 }
 
 /// One written value. An empty value is a clear.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Stamped {
     pub value: String,
     pub timestamp: i64,
@@ -68,7 +68,7 @@ impl Stamped {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     pub id: u64,
     pub created_at: i64,
@@ -81,7 +81,9 @@ pub struct Record {
     /// Bumped by every write that changed something.
     pub version: u64,
     /// What search still sees while the last change is not indexed yet
-    /// (`SimConfig::search_index_delay`); `None` without a delay or once it is.
+    /// (`SimConfig::search_index_delay`); `None` without a delay or once it is. Not kept in a
+    /// state file: a restarted simulator's index has caught up.
+    #[serde(skip)]
     pub pending: Option<Pending>,
 }
 
@@ -324,6 +326,7 @@ type ValueIndex = HashMap<String, BTreeSet<u64>>;
 type Link = (ObjectType, u64, ObjectType, u64);
 
 /// One portal's CRM.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Hub {
     properties: BTreeMap<ObjectType, Vec<PropertyDef>>,
     records: BTreeMap<ObjectType, BTreeMap<u64, Record>>,
@@ -335,14 +338,18 @@ pub struct Hub {
     /// brings them back) but reads skip them.
     links: BTreeSet<Link>,
     /// Changes not yet published as webhook events.
+    #[serde(skip)]
     changes: Vec<Change>,
     next_id: u64,
     /// Per type: (last-modified time in ms, id) of every live record, so search finds a time
     /// window (and one instant's records in id order) without looking at every record.
     modified: BTreeMap<ObjectType, BTreeSet<(i64, u64)>>,
-    /// How long search lags behind writes (`SimConfig::search_index_delay`).
+    /// How long search lags behind writes (`SimConfig::search_index_delay`): the running
+    /// simulator's configuration, not kept in a state file.
+    #[serde(skip)]
     search_delay: Duration,
     /// Per type: the records with a `pending` change (some may be indexed by now).
+    #[serde(skip)]
     pending: BTreeMap<ObjectType, BTreeSet<u64>>,
 }
 

@@ -142,7 +142,7 @@ pub struct Tokens {
 
 /// Every token the simulator has handed out, revoked ones included: what a client must never
 /// show in its logs.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IssuedTokens {
     pub access: Vec<String>,
     pub refresh: Vec<String>,
@@ -150,7 +150,7 @@ pub struct IssuedTokens {
 
 /// The CRM object types the simulator knows. Paths accept the plural name, the singular name
 /// and the type id (`contacts`, `contact`, `0-1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ObjectType {
     Contacts,
     Companies,
@@ -260,6 +260,7 @@ pub fn iso(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct App {
     pub client_secret: String,
     pub app_id: u64,
@@ -267,6 +268,7 @@ pub struct App {
     pub developer_api_key: String,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Portal {
     /// Scopes an install on this portal can be granted.
     pub scopes: BTreeSet<String>,
@@ -285,6 +287,7 @@ impl Portal {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct AuthCode {
     pub client_id: String,
     pub redirect_uri: String,
@@ -293,6 +296,7 @@ pub struct AuthCode {
     pub expires_at: i64,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct AccessToken {
     pub client_id: String,
     pub hub_id: u64,
@@ -301,6 +305,7 @@ pub struct AccessToken {
     pub expires_at: i64,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct RefreshToken {
     pub client_id: String,
     pub hub_id: u64,
@@ -330,9 +335,9 @@ pub struct State {
     /// webhooks fire.
     pub installs: BTreeSet<(String, u64)>,
     pub webhooks: Webhooks,
-    next_app_id: u64,
+    pub(crate) next_app_id: u64,
     /// `SimConfig::search_index_delay`, for the portals added later.
-    search_index_delay: Duration,
+    pub(crate) search_index_delay: Duration,
     pub clock: SimClock,
     /// Every random choice, so that one seed replays the same faults.
     pub rng: StdRng,
@@ -474,6 +479,8 @@ pub struct Shared {
     pub webhook_wake: Notify,
     /// Wakes those waiting for webhook deliveries to settle.
     pub webhook_settled: Notify,
+    /// Wakes the state file's writer (`state_file::keep`): the state may have changed.
+    pub state_changed: Notify,
 }
 
 pub type Sim = Arc<Shared>;
@@ -487,6 +494,7 @@ impl Shared {
             config,
             webhook_wake: Notify::new(),
             webhook_settled: Notify::new(),
+            state_changed: Notify::new(),
         })
     }
 
@@ -497,7 +505,7 @@ impl Shared {
 
     /// A panicking handler must not take the whole simulator down with a poisoned lock.
     pub fn lock(&self) -> Locked<'_> {
-        Locked { shared: self, state: self.state.lock().unwrap_or_else(PoisonError::into_inner) }
+        Locked { shared: self, state: self.state.lock().unwrap_or_else(PoisonError::into_inner), changed: false }
     }
 }
 
@@ -506,6 +514,8 @@ impl Shared {
 pub struct Locked<'a> {
     shared: &'a Shared,
     state: MutexGuard<'a, State>,
+    /// The state was borrowed to change.
+    changed: bool,
 }
 
 impl Deref for Locked<'_> {
@@ -518,6 +528,7 @@ impl Deref for Locked<'_> {
 
 impl DerefMut for Locked<'_> {
     fn deref_mut(&mut self) -> &mut State {
+        self.changed = true;
         &mut self.state
     }
 }
@@ -526,6 +537,9 @@ impl Drop for Locked<'_> {
     fn drop(&mut self) {
         if self.state.publish_changes() {
             self.shared.webhook_wake.notify_one();
+        }
+        if self.changed {
+            self.shared.state_changed.notify_one();
         }
     }
 }

@@ -67,7 +67,7 @@ pub struct WebhookAttempt {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum EventKind {
     Creation,
     Deletion,
@@ -112,6 +112,7 @@ impl EventKind {
 
 /// A validated subscription with its id. Only an active one sends events; HubSpot creates a
 /// subscription paused unless asked otherwise.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct Subscribed {
     pub(crate) id: u64,
     pub(crate) object_type: ObjectType,
@@ -141,7 +142,7 @@ impl Subscribed {
 
 /// An app's webhook settings. Without a target URL (settings deleted, or never set) its
 /// subscriptions are kept but send nothing.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Target {
     pub(crate) url: Option<String>,
     pub(crate) max_concurrent_requests: u32,
@@ -174,12 +175,15 @@ struct Batch {
     events: Vec<Map<String, Value>>,
 }
 
-/// Every app's webhook settings, the queued events and the delivery log.
-#[derive(Default)]
+/// Every app's webhook settings, the queued events and the delivery log. A state file keeps the
+/// settings and the id counters; events not yet delivered and the log end with the simulator.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct Webhooks {
     /// By client id.
     pub(crate) targets: BTreeMap<String, Target>,
+    #[serde(skip)]
     queues: BTreeMap<QueueKey, Queue>,
+    #[serde(skip)]
     attempts: Vec<WebhookAttempt>,
     next_event_id: u64,
     pub(crate) next_subscription_id: u64,
