@@ -10,10 +10,13 @@
 //!
 //! Ids are strings in answers and integers in paths and batch inputs, as in the specification.
 
+use std::collections::HashMap;
+
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -44,21 +47,50 @@ struct DeveloperKey {
     hapikey: Option<String>,
 }
 
-/// The client id of the app `app_id`, if `key` is its developer account's API key.
-fn authorise(sim: &Sim, app_id: u64, key: &DeveloperKey) -> Result<String, ApiError> {
-    let state = sim.lock();
-    let app = state.apps.iter().find(|(_, app)| app.app_id == app_id);
-    let Some(key) = key.hapikey.as_deref() else {
-        return Err(ApiError::unauthenticated());
-    };
-    match app {
-        Some((client_id, app)) if app.developer_api_key == key => Ok(client_id.clone()),
-        Some(_) => Err(invalid_key()),
-        None if state.apps.values().any(|app| app.developer_api_key == key) => {
-            Err(ApiError::not_found(format!("App {app_id} does not exist or belongs to another developer account")))
+/// The app a request manages: the `{appId}` of its path, when the `hapikey` of its query is the
+/// app's developer key. Every route takes it first.
+struct DeveloperApp {
+    app_id: u64,
+    client_id: String,
+}
+
+impl FromRequestParts<Sim> for DeveloperApp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, sim: &Sim) -> Result<Self, ApiError> {
+        let Query(key) = Query::<DeveloperKey>::from_request_parts(parts, sim)
+            .await
+            .map_err(|_| ApiError::bad_request("the query string is not valid"))?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, sim)
+            .await
+            .map_err(|_| ApiError::not_found("No such app"))?;
+        let app_id: u64 = params
+            .get("appId")
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| ApiError::bad_request("appId must be an integer"))?;
+        let Some(key) = key.hapikey.as_deref() else {
+            return Err(ApiError::unauthenticated());
+        };
+        let state = sim.lock();
+        match state.apps.iter().find(|(_, app)| app.app_id == app_id) {
+            Some((client_id, app)) if app.developer_api_key == key => {
+                Ok(DeveloperApp { app_id, client_id: client_id.clone() })
+            }
+            Some(_) => Err(invalid_key()),
+            None if state.apps.values().any(|app| app.developer_api_key == key) => {
+                Err(ApiError::not_found(format!("App {app_id} does not exist or belongs to another developer account")))
+            }
+            None => Err(invalid_key()),
         }
-        None => Err(invalid_key()),
     }
+}
+
+/// The `{subscriptionId}` of the path.
+fn subscription_id(parts: &HashMap<String, String>) -> Result<u64, ApiError> {
+    parts
+        .get("subscriptionId")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| ApiError::bad_request("subscriptionId must be an integer"))
 }
 
 fn invalid_key() -> ApiError {
@@ -96,26 +128,17 @@ fn subscription_json(s: &Subscribed) -> Value {
     json
 }
 
-async fn get_settings(
-    State(sim): State<Sim>,
-    Path(app_id): Path<u64>,
-    Query(key): Query<DeveloperKey>,
-) -> Result<Response, ApiError> {
-    let client_id = authorise(&sim, app_id, &key)?;
+async fn get_settings(State(sim): State<Sim>, app: DeveloperApp) -> Result<Response, ApiError> {
+    let client_id = app.client_id;
     let state = sim.lock();
     match state.webhooks.targets.get(&client_id).filter(|t| t.url.is_some()) {
         Some(target) => Ok(axum::Json(settings_json(target)).into_response()),
-        None => Err(ApiError::not_found(format!("No webhook settings for app {app_id}"))),
+        None => Err(ApiError::not_found(format!("No webhook settings for app {}", app.app_id))),
     }
 }
 
-async fn put_settings(
-    State(sim): State<Sim>,
-    Path(app_id): Path<u64>,
-    Query(key): Query<DeveloperKey>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let client_id = authorise(&sim, app_id, &key)?;
+async fn put_settings(State(sim): State<Sim>, app: DeveloperApp, body: Bytes) -> Result<Response, ApiError> {
+    let client_id = app.client_id;
     let body = parse_body(&body)?;
     let url = body.get("targetUrl").and_then(Value::as_str).unwrap_or_default();
     if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -137,24 +160,16 @@ async fn put_settings(
     Ok(axum::Json(settings_json(target)).into_response())
 }
 
-async fn delete_settings(
-    State(sim): State<Sim>,
-    Path(app_id): Path<u64>,
-    Query(key): Query<DeveloperKey>,
-) -> Result<Response, ApiError> {
-    let client_id = authorise(&sim, app_id, &key)?;
+async fn delete_settings(State(sim): State<Sim>, app: DeveloperApp) -> Result<Response, ApiError> {
+    let client_id = app.client_id;
     if let Some(target) = sim.lock().webhooks.targets.get_mut(&client_id) {
         target.url = None;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list(
-    State(sim): State<Sim>,
-    Path(app_id): Path<u64>,
-    Query(key): Query<DeveloperKey>,
-) -> Result<Response, ApiError> {
-    let client_id = authorise(&sim, app_id, &key)?;
+async fn list(State(sim): State<Sim>, app: DeveloperApp) -> Result<Response, ApiError> {
+    let client_id = app.client_id;
     let state = sim.lock();
     let results: Vec<Value> = state
         .webhooks
@@ -165,13 +180,8 @@ async fn list(
     Ok(axum::Json(json!({ "results": results })).into_response())
 }
 
-async fn create(
-    State(sim): State<Sim>,
-    Path(app_id): Path<u64>,
-    Query(key): Query<DeveloperKey>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let client_id = authorise(&sim, app_id, &key)?;
+async fn create(State(sim): State<Sim>, app: DeveloperApp, body: Bytes) -> Result<Response, ApiError> {
+    let client_id = app.client_id;
     let body = parse_body(&body)?;
     let Some(event_type) = body.get("eventType").and_then(Value::as_str) else {
         return Err(ApiError::bad_request("eventType is required"));
@@ -220,10 +230,11 @@ fn not_found(id: u64) -> ApiError {
 
 async fn read(
     State(sim): State<Sim>,
-    Path((app_id, id)): Path<(u64, u64)>,
-    Query(key): Query<DeveloperKey>,
+    app: DeveloperApp,
+    Path(params): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let client_id = authorise(&sim, app_id, &key)?;
+    let client_id = app.client_id;
+    let id = subscription_id(&params)?;
     let state = sim.lock();
     let found = state.webhooks.targets.get(&client_id).and_then(|t| t.subscriptions.iter().find(|s| s.id == id));
     match found {
@@ -234,11 +245,12 @@ async fn read(
 
 async fn update(
     State(sim): State<Sim>,
-    Path((app_id, id)): Path<(u64, u64)>,
-    Query(key): Query<DeveloperKey>,
+    app: DeveloperApp,
+    Path(params): Path<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let client_id = authorise(&sim, app_id, &key)?;
+    let client_id = app.client_id;
+    let id = subscription_id(&params)?;
     let body = parse_body(&body)?;
     let Some(active) = body.get("active").and_then(Value::as_bool) else {
         return Err(ApiError::bad_request("active is required"));
@@ -255,10 +267,11 @@ async fn update(
 
 async fn remove(
     State(sim): State<Sim>,
-    Path((app_id, id)): Path<(u64, u64)>,
-    Query(key): Query<DeveloperKey>,
+    app: DeveloperApp,
+    Path(params): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let client_id = authorise(&sim, app_id, &key)?;
+    let client_id = app.client_id;
+    let id = subscription_id(&params)?;
     let mut state = sim.lock();
     let Some(target) = state.webhooks.targets.get_mut(&client_id) else { return Err(not_found(id)) };
     let before = target.subscriptions.len();
@@ -269,13 +282,8 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn batch_update(
-    State(sim): State<Sim>,
-    Path(app_id): Path<u64>,
-    Query(key): Query<DeveloperKey>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let client_id = authorise(&sim, app_id, &key)?;
+async fn batch_update(State(sim): State<Sim>, app: DeveloperApp, body: Bytes) -> Result<Response, ApiError> {
+    let client_id = app.client_id;
     let body = parse_body(&body)?;
     let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
         return Err(ApiError::bad_request("inputs is required"));
