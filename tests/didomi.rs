@@ -116,7 +116,9 @@ async fn didomis_type_rules_refuse_a_purpose_on_text_and_a_preference_on_a_check
     assert!(problems[0]["fix"].as_str().unwrap().contains("enumeration whose options are exactly true and false"));
     assert!(problems[1]["fix"].as_str().unwrap().contains("single-line or multi-line text"));
     // Nothing half-installed: the portal this call connected is disconnected again.
-    assert!(connections(&world).await.iter().all(|c| c.status == ConnectionStatus::Disabled));
+    let left = connections(&world).await;
+    assert_eq!(left.len(), 1, "the call connected the portal before the config was refused");
+    assert_eq!(left[0].status, ConnectionStatus::Disabled);
 
     // The same mappings, corrected, with Didomi's defaults: update only, one way.
     let request = json!({

@@ -133,7 +133,8 @@ async fn connections_health(_: AuthAdmin, State(deps): State<Deps>) -> Result<Js
 
 /// The subscriptions every config needs against those the app has at HubSpot.
 async fn webhook_subscriptions(_: AuthAdmin, State(deps): State<Deps>) -> Result<Json<SubscriptionReport>, ApiError> {
-    Ok(Json(subscriptions::report(&deps).await?))
+    let needed = subscriptions::needed_by_all(&deps).await?;
+    Ok(Json(subscriptions::report(&deps, &needed).await?))
 }
 
 /// Creates the missing subscriptions and activates the paused ones; answers with the report after.
@@ -142,7 +143,8 @@ async fn put_webhook_subscriptions_in_place(
     State(deps): State<Deps>,
 ) -> Result<Json<SubscriptionReport>, ApiError> {
     let needed = subscriptions::needed_by_all(&deps).await?;
-    Ok(Json(subscriptions::put_in_place(&deps, &needed).await?))
+    subscriptions::put_in_place(&deps, &needed).await?;
+    Ok(Json(subscriptions::report(&deps, &needed).await?))
 }
 
 #[derive(Deserialize, Default)]

@@ -82,29 +82,14 @@ pub fn check_return_to(deps: &Deps, return_to: &str) -> Result<Url, InstallError
     if allowed { Ok(url) } else { Err(InstallError::ReturnToNotAllowed) }
 }
 
-/// The scopes `tenant`'s installs ask for: the deployment's when it names them, else those of
-/// the objects in the tenant's field catalogue (its own, else the deployment's).
+/// The scopes `tenant`'s installs ask for: those of the objects in the tenant's field catalogue
+/// (its own, else the deployment's), each list replaced by the deployment's when it names one.
 pub async fn install_scopes(deps: &Deps, tenant: &TenantId) -> Result<InstallScopes, InstallError> {
-    let derived = match &deps.settings.required_scopes {
-        Some(_) => None,
-        None => {
-            let catalogue = match deps.store.get_catalogue(Some(tenant)).await? {
-                Some(own) => Some(own),
-                None => deps.store.get_catalogue(None).await?,
-            };
-            Some(InstallScopes::for_catalogue(catalogue.as_ref()))
-        }
-    };
-    let required = match (&deps.settings.required_scopes, &derived) {
-        (Some(named), _) => named.clone(),
-        (None, Some(derived)) => derived.required.clone(),
-        (None, None) => vec![],
-    };
-    let optional = match (&deps.settings.optional_scopes, &derived) {
-        (Some(named), _) => named.iter().filter(|s| !required.contains(s)).cloned().collect(),
-        (None, Some(derived)) => derived.optional.clone(),
-        (None, None) => vec![],
-    };
+    let catalogue = deps.store.catalogue_for(tenant).await?.map(|(_, catalogue)| catalogue);
+    let derived = InstallScopes::for_catalogue(catalogue.as_ref());
+    let required = deps.settings.required_scopes.clone().unwrap_or(derived.required);
+    let optional = deps.settings.optional_scopes.clone().unwrap_or(derived.optional);
+    let optional = optional.into_iter().filter(|s| !required.contains(s)).collect();
     Ok(InstallScopes { required, optional })
 }
 

@@ -4,20 +4,10 @@
 use serde::Serialize;
 
 use crate::deps::Deps;
+pub use crate::domain::catalogue::CatalogueSource;
 use crate::domain::mapping::ConfigProblem;
 use crate::domain::{ConnectionConfig, FieldCatalogue, TenantId};
 use crate::http::ApiError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CatalogueSource {
-    /// Declared for this tenant.
-    Tenant,
-    /// The deployment's, shared by every tenant without its own.
-    Deployment,
-    /// None declared: any platform field may be mapped.
-    None,
-}
 
 #[derive(Debug, Serialize)]
 pub struct TenantCatalogue {
@@ -27,11 +17,8 @@ pub struct TenantCatalogue {
 }
 
 pub async fn for_tenant(deps: &Deps, tenant: &TenantId) -> Result<TenantCatalogue, ApiError> {
-    if let Some(catalogue) = deps.store.get_catalogue(Some(tenant)).await? {
-        return Ok(TenantCatalogue { source: CatalogueSource::Tenant, catalogue });
-    }
-    Ok(match deps.store.get_catalogue(None).await? {
-        Some(catalogue) => TenantCatalogue { source: CatalogueSource::Deployment, catalogue },
+    Ok(match deps.store.catalogue_for(tenant).await? {
+        Some((source, catalogue)) => TenantCatalogue { source, catalogue },
         None => TenantCatalogue { source: CatalogueSource::None, catalogue: FieldCatalogue::default() },
     })
 }

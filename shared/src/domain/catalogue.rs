@@ -44,6 +44,18 @@ pub struct CatalogueField {
     pub description: Option<String>,
 }
 
+/// Where a tenant's catalogue comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogueSource {
+    /// Declared for this tenant.
+    Tenant,
+    /// The deployment's, shared by every tenant without its own.
+    Deployment,
+    /// None declared: any platform field may be mapped.
+    None,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Identity {

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
+use crate::domain::catalogue::CatalogueSource;
 use crate::domain::{
     ApiKeyRecord, Connection, ConnectionConfig, ConnectionId, DedupKey, FieldCatalogue, InboundState, OAuthState,
     ObjectType, OutboundState, PortalId, PropertySchema, RecordKey, RecordSyncState, SyncCursor, SyncFlow, SyncRun,
@@ -216,4 +217,13 @@ pub trait Store: Send + Sync {
     async fn get_catalogue(&self, tenant: Option<&TenantId>) -> Result<Option<FieldCatalogue>, StoreError>;
     /// Replaces the catalogue (the platform team's decision: the last one saved wins).
     async fn put_catalogue(&self, tenant: Option<&TenantId>, catalogue: &FieldCatalogue) -> Result<(), StoreError>;
+
+    /// The catalogue `tenant` maps from: its own when declared, else the deployment's; `None`
+    /// when neither is (any platform field may then be mapped).
+    async fn catalogue_for(&self, tenant: &TenantId) -> Result<Option<(CatalogueSource, FieldCatalogue)>, StoreError> {
+        if let Some(own) = self.get_catalogue(Some(tenant)).await? {
+            return Ok(Some((CatalogueSource::Tenant, own)));
+        }
+        Ok(self.get_catalogue(None).await?.map(|shared| (CatalogueSource::Deployment, shared)))
+    }
 }

@@ -86,13 +86,6 @@ pub struct SubscriptionReport {
     pub unused: Vec<AppSubscription>,
 }
 
-impl SubscriptionReport {
-    pub fn in_line(&self) -> bool {
-        self.needed.iter().all(|s| s.state == SubscriptionState::Active)
-            && (self.expected_target_url.is_none() || self.target_url == self.expected_target_url)
-    }
-}
-
 /// What every active connection's config needs, together.
 pub async fn needed_by_all(deps: &Deps) -> Result<BTreeSet<NeededSubscription>, SubscriptionError> {
     let connections = deps.store.active_connections().await?;
@@ -115,27 +108,26 @@ async fn credentials(deps: &Deps) -> Result<(u64, Secret), SubscriptionError> {
     Ok((installed.ok_or(SubscriptionError::NoAppId)?, key))
 }
 
-/// The needs of every config against the app's subscriptions and target.
-pub async fn report(deps: &Deps) -> Result<SubscriptionReport, SubscriptionError> {
-    let needed = needed_by_all(deps).await?;
-    let (app_id, key) = credentials(deps).await?;
-    let app = deps.hubspot.app_webhooks(app_id, &key);
-    let present = app.subscriptions().await?;
-    let settings = app.settings().await?;
-    Ok(compare(app_id, &needed, present, settings, deps.settings.webhook_url.clone()))
-}
-
-/// Puts what `needed` lacks in place: the target URL when the deployment knows it and the app
-/// has another, each missing subscription created active, each paused one activated.
-pub async fn put_in_place(
+/// `needed` against the app's subscriptions and target.
+pub async fn report(
     deps: &Deps,
     needed: &BTreeSet<NeededSubscription>,
 ) -> Result<SubscriptionReport, SubscriptionError> {
     let (app_id, key) = credentials(deps).await?;
     let app = deps.hubspot.app_webhooks(app_id, &key);
+    let present = app.subscriptions().await?;
     let settings = app.settings().await?;
-    let expected = deps.settings.webhook_url.clone();
-    if let Some(url) = &expected
+    Ok(compare(app_id, needed, present, settings, deps.settings.webhook_url.clone()))
+}
+
+/// Puts what `needed` lacks in place: the target URL when the deployment knows it and the app
+/// has another, each missing subscription created active, each paused one activated. Two
+/// reads when everything is in line already (the target, the subscriptions).
+pub async fn put_in_place(deps: &Deps, needed: &BTreeSet<NeededSubscription>) -> Result<(), SubscriptionError> {
+    let (app_id, key) = credentials(deps).await?;
+    let app = deps.hubspot.app_webhooks(app_id, &key);
+    let settings = app.settings().await?;
+    if let Some(url) = &deps.settings.webhook_url
         && settings.as_ref().map(|s| &s.target_url) != Some(url)
     {
         let max_concurrent_requests = settings.as_ref().map_or(MAX_CONCURRENT_REQUESTS, |s| s.max_concurrent_requests);
@@ -160,9 +152,7 @@ pub async fn put_in_place(
         }
     }
     app.activate(&paused).await?;
-    let present = app.subscriptions().await?;
-    let settings = app.settings().await?;
-    Ok(compare(app_id, needed, present, settings, expected))
+    Ok(())
 }
 
 /// What one config needs, put in place after it was saved: a failure is logged, not the
@@ -263,6 +253,7 @@ mod tests {
         );
         assert_eq!(report.unused.len(), 1);
         assert_eq!(report.unused[0].event_type, "deal.creation");
-        assert!(!report.in_line(), "missing, paused, and no target URL");
+        assert_eq!(report.target_url, None, "no target set yet");
+        assert_eq!(report.expected_target_url.as_deref(), Some("https://hooks.example.com/webhooks/hubspot"));
     }
 }
