@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use hubspot_sim::{Fault, FaultKind, SimConfig};
-use hubsync::domain::{ConnectionStatus, ObjectType, RunCounts};
+use hubsync::domain::{ConnectionStatus, ObjectType};
 use hubsync::outbound::{PushWorker, push_worker};
 use hubsync::work::gateway::NEEDS_REAUTH;
 use hubsync::work::{ParkNote, park};
@@ -14,28 +14,6 @@ use hubsync_tests::lambda::{Event, invoke};
 use hubsync_tests::push::{PORTAL, PushSetup, contacts_config, take_all};
 use hubsync_tests::world::World;
 use serde_json::{Value, json};
-
-/// Every run's counts added up.
-fn totals(setup_runs: &[hubsync::domain::SyncRun]) -> RunCounts {
-    let mut sum = RunCounts::default();
-    for run in setup_runs {
-        let c = &run.counts;
-        sum.received += c.received;
-        sum.created += c.created;
-        sum.updated += c.updated;
-        sum.unchanged += c.unchanged;
-        for (reason, n) in &c.skipped {
-            *sum.skipped.entry(reason.clone()).or_default() += n;
-        }
-        for (reason, n) in &c.failed {
-            *sum.failed.entry(reason.clone()).or_default() += n;
-        }
-        for (reason, n) in &c.retried {
-            *sum.retried.entry(reason.clone()).or_default() += n;
-        }
-    }
-    sum
-}
 
 fn users(setup: &PushSetup, n: usize, first_name: &str, changed_at: &str) -> Vec<Value> {
     (0..n)
@@ -59,19 +37,19 @@ async fn upsert_mode_creates_then_updates_in_calls_of_100_and_skips_unchanged_re
     assert_eq!(setup.world.sim.request_count("POST", "/crm/v3/objects/contacts/batch/upsert"), 2);
     let ada = setup.contact("user7@example.com").expect("created in HubSpot");
     assert_eq!((ada["firstname"].as_str(), ada["num_employees"].as_str()), (Some("Ada 7"), Some("7")));
-    assert_eq!(totals(&setup.runs().await).created, 150);
+    assert_eq!(setup.counts().await.created, 150);
 
     setup.send(&users(&setup, 150, "Grace", "2026-01-02T00:00:00Z")).await;
     assert!(setup.drain().await.is_empty());
     assert_eq!(setup.contact("user7@example.com").unwrap()["firstname"], "Grace 7");
-    assert_eq!(totals(&setup.runs().await).updated, 150);
+    assert_eq!(setup.counts().await.updated, 150);
 
     // The same values again, newer: nothing to write.
     let writes = setup.hubspot_writes("contacts");
     setup.send(&users(&setup, 150, "Grace", "2026-01-03T00:00:00Z")).await;
     assert!(setup.drain().await.is_empty());
     assert_eq!(setup.hubspot_writes("contacts"), writes, "unchanged records cost no HubSpot write");
-    let counts = totals(&setup.runs().await);
+    let counts = setup.counts().await;
     assert_eq!((counts.received, counts.unchanged), (450, 150));
 }
 
@@ -88,7 +66,7 @@ async fn update_only_mode_updates_existing_records_and_reports_the_rest_as_not_f
     assert!(setup.drain().await.is_empty());
     assert_eq!(setup.world.sim.record(PORTAL, "contacts", &known).unwrap()["properties"]["firstname"], "New");
     assert!(setup.contact("stranger@example.com").is_none(), "update-only never creates");
-    let counts = totals(&setup.runs().await);
+    let counts = setup.counts().await;
     assert_eq!(counts.updated, 1);
     assert_eq!(counts.skipped["not found in HubSpot (update-only mode)"], 1);
 }
@@ -111,7 +89,7 @@ async fn create_only_mode_creates_missing_records_and_leaves_existing_ones_alone
     assert!(setup.drain().await.is_empty());
     assert_eq!(setup.world.sim.record(PORTAL, "contacts", &known).unwrap()["properties"]["firstname"], "Kept");
     assert_eq!(setup.contact("new@example.com").unwrap()["firstname"], "Fresh");
-    let counts = totals(&setup.runs().await);
+    let counts = setup.counts().await;
     assert_eq!(counts.created, 1);
     assert_eq!(counts.skipped["already exists in HubSpot (create-only mode)"], 1);
 }
@@ -138,7 +116,7 @@ async fn companies_matched_by_domain_are_found_by_search_and_created_when_missin
     assert_eq!(companies.len(), 2, "one updated, one created: {companies:?}");
     assert_eq!(setup.world.sim.record(PORTAL, "companies", &acme).unwrap()["properties"]["numberofemployees"], "120");
     assert!(companies.iter().any(|c| c["properties"]["domain"] == "globex.com"));
-    let counts = totals(&setup.runs().await);
+    let counts = setup.counts().await;
     assert_eq!((counts.created, counts.updated), (1, 1));
     assert_eq!(counts.skipped["company has no website domain"], 1);
 }
@@ -161,7 +139,7 @@ async fn records_that_must_not_sync_are_dropped_with_their_reason() {
         ])
         .await;
     assert!(setup.drain().await.is_empty(), "deliberate drops are acknowledged, not retried");
-    let counts = totals(&setup.runs().await);
+    let counts = setup.counts().await;
     assert_eq!(counts.skipped["contact has no valid email"], 1);
     assert_eq!(counts.skipped["deals are not configured for this connection"], 1);
     assert_eq!(counts.skipped["field `seats` has an invalid value: expected a number"], 1);
@@ -181,7 +159,7 @@ async fn a_disabled_connection_drops_changes_and_one_needing_reauth_keeps_them()
     setup.world.deps.store.put_connection(&connection).await.unwrap();
     setup.send(&users(&setup, 1, "Ada", "2026-01-01T00:00:00Z")).await;
     assert!(setup.drain().await.is_empty());
-    assert_eq!(totals(&setup.runs().await).skipped["connection is disabled"], 1);
+    assert_eq!(setup.counts().await.skipped["connection is disabled"], 1);
 
     connection.status = ConnectionStatus::NeedsReauth;
     setup.world.deps.store.put_connection(&connection).await.unwrap();
@@ -208,7 +186,7 @@ async fn changes_to_one_record_are_folded_and_an_older_change_never_overwrites_a
     assert!(setup.drain().await.is_empty());
     let ada = setup.contact("ada@example.com").unwrap();
     assert_eq!((ada["firstname"].as_str(), ada["lastname"].as_str()), (Some("Newest"), Some("Lovelace")));
-    let counts = totals(&setup.runs().await);
+    let counts = setup.counts().await;
     assert_eq!((counts.created, counts.skipped["merged into a newer change of the same record"]), (1, 1));
     assert_eq!(setup.hubspot_writes("contacts"), 1);
 
@@ -218,7 +196,7 @@ async fn changes_to_one_record_are_folded_and_an_older_change_never_overwrites_a
         .await;
     assert!(setup.drain().await.is_empty());
     assert_eq!(setup.contact("ada@example.com").unwrap()["firstname"], "Newest");
-    assert_eq!(totals(&setup.runs().await).skipped["superseded: a newer change of this record was already written"], 1);
+    assert_eq!(setup.counts().await.skipped["superseded: a newer change of this record was already written"], 1);
 }
 
 #[tokio::test]
@@ -236,7 +214,7 @@ async fn a_record_hubspot_refuses_fails_alone_and_is_parked_with_hubspots_reason
     assert_eq!(parked.len(), 1);
     assert!(parked[0].parked.reason.contains("INVALID_EMAIL"), "{}", parked[0].parked.reason);
     assert!(parked[0].body.contains("bad@example."));
-    let counts = totals(&setup.runs().await);
+    let counts = setup.counts().await;
     assert_eq!(counts.created, 1);
     assert_eq!(counts.failed.values().sum::<u64>(), 1);
 }
@@ -270,7 +248,7 @@ async fn outages_are_retried_with_backoff_then_parked_with_the_reason_and_redriv
     assert_eq!(parked.len(), 1);
     assert!(parked[0].parked.reason.starts_with("gave up after 6 attempts"), "{}", parked[0].parked.reason);
     assert!(parked[0].parked.reason.contains("503"), "{}", parked[0].parked.reason);
-    assert_eq!(totals(&setup.runs().await).retried.values().sum::<u64>(), 6);
+    assert_eq!(setup.counts().await.retried.values().sum::<u64>(), 6);
 
     // Put it back in the dead-letter queue, fix HubSpot, redrive from the console.
     hubsync::work::park(&*setup.world.deps.push.parked, &parked[0].body, parked[0].parked.clone()).await.unwrap();
@@ -293,7 +271,7 @@ async fn an_expired_access_token_is_renewed_once_and_the_push_goes_through() {
     setup.send(&users(&setup, 3, "Ada", "2026-01-01T00:00:00Z")).await;
     assert!(setup.drain().await.is_empty());
     assert_eq!(setup.world.sim.request_count("POST", "/oauth/v3/token"), refreshes + 1);
-    assert_eq!(totals(&setup.runs().await).created, 3);
+    assert_eq!(setup.counts().await.created, 3);
 }
 
 #[tokio::test]
@@ -405,7 +383,7 @@ async fn concurrent_workers_share_the_portals_rate_budget() {
         workers.push(push_worker(setup.world.function(Function::PushWorker).await));
     }
     tokio::join!(drain_with(&setup, &workers[0]), drain_with(&setup, &workers[1]), drain_with(&setup, &workers[2]));
-    let counts = totals(&setup.runs().await);
+    let counts = setup.counts().await;
     assert_eq!(counts.created, 120);
     assert!(counts.retried.is_empty(), "{:?}", counts.retried);
 }

@@ -39,6 +39,7 @@ fn config_with_fields(fields: &[&str]) -> ConnectionConfig {
             write_mode: WriteMode::Upsert,
             fields: fields.iter().map(|f| FieldMapping::out(f, f, FieldType::String)).collect(),
             lists: vec![],
+            relations: vec![],
         },
     );
     config
@@ -259,6 +260,14 @@ fn outbound(value: &str, at_ms: i64) -> OutboundState {
         hubspot_id: Some("501".into()),
         written: [("firstname".to_string(), Stamped::new(value.to_string(), at_ms))].into(),
         writing: [("lastname".to_string(), Stamped::new("Lovelace".to_string(), at_ms))].into(),
+        // Links to related records and the ones waiting for theirs survive the round trip too.
+        links: [(
+            ObjectType::Companies,
+            [("acme.com".to_string(), Stamped::new(Some("77".to_string()), at_ms))].into(),
+        )]
+        .into(),
+        waiting: [(ObjectType::Deals, [("order-17".to_string(), at_ms)].into())].into(),
+        link_sets: [(ObjectType::Companies, at_ms)].into(),
     }
 }
 
@@ -270,7 +279,7 @@ fn granted(claimed: Vec<Claimed>) -> Vec<RecordSyncState> {
     claimed
         .into_iter()
         .map(|c| match c {
-            Claimed::Granted(state) => state,
+            Claimed::Granted(state) => *state,
             Claimed::Held => panic!("the claim was refused"),
         })
         .collect()

@@ -36,6 +36,7 @@ fn config() -> ConnectionConfig {
             write_mode: WriteMode::Upsert,
             fields: vec![FieldMapping::out("first_name", "firstname", FieldType::String)],
             lists: vec![],
+            relations: vec![],
         },
     );
     config
@@ -91,6 +92,10 @@ fn written(value: &str) -> OutboundState {
         hubspot_id: Some("501".into()),
         written: [("firstname".to_string(), Stamped::new(value.to_string(), 10))].into(),
         writing: Default::default(),
+        links: [(ObjectType::Companies, [("acme.com".to_string(), Stamped::new(Some("77".to_string()), 10))].into())]
+            .into(),
+        waiting: Default::default(),
+        link_sets: Default::default(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use hubsync::console::configs;
 use hubsync::deps::Deps;
-use hubsync::domain::{Connection, ConnectionId, Secret, SyncRun, VersionedConfig};
+use hubsync::domain::{Connection, ConnectionId, RunCounts, Secret, SyncRun, VersionedConfig};
 use hubsync::outbound::{PushWorker, push_worker};
 use hubsync::ports::{OutgoingMessage, Queue, ReceivedMessage};
 use hubsync::work::{ParkedMessage, QueueWorker};
@@ -149,6 +149,13 @@ impl PushSetup {
 
     pub async fn runs(&self) -> Vec<SyncRun> {
         self.world.deps.store.list_runs(&self.connection.id, 100).await.unwrap()
+    }
+
+    /// Every run's counts added up.
+    pub async fn counts(&self) -> RunCounts {
+        let mut sum = RunCounts::default();
+        self.runs().await.iter().for_each(|run| sum.add(&run.counts));
+        sum
     }
 
     /// HubSpot's contacts, as email → properties.

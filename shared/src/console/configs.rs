@@ -306,6 +306,7 @@ mod tests {
             write_mode: crate::domain::WriteMode::Upsert,
             fields: vec![],
             lists: (0..MAX_LISTS_PER_OBJECT).map(|id| id.to_string()).collect(),
+            relations: vec![],
         };
         assert!(too_many_lists(ObjectType::Contacts, &contacts).is_none());
         contacts.lists.push("one more".into());

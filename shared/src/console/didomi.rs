@@ -183,7 +183,9 @@ fn build(
     catalogue: Option<&FieldCatalogue>,
 ) -> Result<ConnectionConfig, ApiError> {
     let fields = request.mappings.iter().map(|m| mapping(m, catalogue, request.enable_webhooks)).collect::<Vec<_>>();
-    let lists = config.objects.get(&ObjectType::Contacts).map(|c| c.lists.clone()).unwrap_or_default();
+    let existing = config.objects.get(&ObjectType::Contacts);
+    let lists = existing.map(|c| c.lists.clone()).unwrap_or_default();
+    let relations = existing.map(|c| c.relations.clone()).unwrap_or_default();
     config.objects.insert(
         ObjectType::Contacts,
         ObjectConfig {
@@ -192,6 +194,7 @@ fn build(
             write_mode: if request.upsert_mode { WriteMode::Upsert } else { WriteMode::UpdateOnly },
             fields,
             lists,
+            relations,
         },
     );
     let options = &mut config.options;

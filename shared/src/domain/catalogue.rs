@@ -172,7 +172,13 @@ mod tests {
 
     fn config(fields: Vec<FieldMapping>) -> ConnectionConfig {
         let mut config = ConnectionConfig::default();
-        let object = ObjectConfig { match_key: MatchKey::Email, write_mode: WriteMode::Upsert, fields, lists: vec![] };
+        let object = ObjectConfig {
+            match_key: MatchKey::Email,
+            write_mode: WriteMode::Upsert,
+            fields,
+            lists: vec![],
+            relations: vec![],
+        };
         config.objects.insert(ObjectType::Contacts, object);
         config
     }

@@ -30,9 +30,17 @@ pub struct ObjectConfig {
     /// Static HubSpot lists (by list id) that pushed records are added to.
     #[serde(default)]
     pub lists: Vec<String>,
+    /// The relations to other objects that push messages may carry, written as associations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relations: Vec<super::RelationMapping>,
 }
 
 impl ObjectConfig {
+    /// The relation to `to` that goes out, if the config has one.
+    pub fn relation(&self, to: ObjectType) -> Option<&super::RelationMapping> {
+        self.relations.iter().find(|r| r.to == to)
+    }
+
     /// The record's own properties that inbound deliveries read: inbound fields (not those of
     /// an associated record) and the match key, each once.
     pub fn inbound_properties(&self) -> Vec<String> {
@@ -219,6 +227,7 @@ mod tests {
                     ..FieldMapping::out("plan", "plan", FieldType::Enumeration)
                 }],
                 lists: vec![],
+                relations: vec![],
             },
         );
         let config = ConnectionConfig { objects, options: SyncOptions::default(), triggers: vec![] };

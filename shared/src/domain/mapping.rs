@@ -25,6 +25,7 @@ pub type Schemas = BTreeMap<ObjectType, Vec<PropertyDef>>;
 /// Every problem of `config` against `schemas`; empty when the config can be saved.
 pub fn check_config(config: &ConnectionConfig, schemas: &Schemas) -> Vec<ConfigProblem> {
     let mut problems = super::trigger::check_triggers(&config.triggers, schemas);
+    problems.extend(super::relations::check_relations(config));
     for (&object, object_config) in &config.objects {
         if !ObjectType::ALL.contains(&object) {
             problems.push(ConfigProblem {
@@ -306,7 +307,7 @@ mod tests {
         let mut config = ConnectionConfig::default();
         config.objects.insert(
             ObjectType::Contacts,
-            ObjectConfig { match_key, write_mode: WriteMode::Upsert, fields, lists: vec![] },
+            ObjectConfig { match_key, write_mode: WriteMode::Upsert, fields, lists: vec![], relations: vec![] },
         );
         config
     }
@@ -400,7 +401,13 @@ mod tests {
         let mut c = ConnectionConfig::default();
         c.objects.insert(
             ObjectType::Deals,
-            ObjectConfig { match_key: MatchKey::Email, write_mode: WriteMode::Upsert, fields: vec![], lists: vec![] },
+            ObjectConfig {
+                match_key: MatchKey::Email,
+                write_mode: WriteMode::Upsert,
+                fields: vec![],
+                lists: vec![],
+                relations: vec![],
+            },
         );
         assert_eq!(rules(&c), vec!["schema_unavailable"]);
     }

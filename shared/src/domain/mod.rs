@@ -11,6 +11,7 @@ pub mod object_type;
 pub mod outbound;
 pub mod pull;
 pub mod record;
+pub mod relations;
 pub mod schema;
 pub mod scopes;
 pub mod secret;
@@ -30,9 +31,10 @@ pub use inbound::{
 };
 pub use object_type::ObjectType;
 pub use outbound::{
-    PUSH_MESSAGE_VERSION, PendingWrite, PoisonMessage, PushMessage, SkipReason, WritePlan, fold, plan_write,
+    PUSH_MESSAGE_VERSION, PendingWrite, PoisonMessage, PushMessage, SkipReason, WritePlan, fold, fold_links, plan_write,
 };
 pub use record::{Claim, InboundState, OutboundState, RecordKey, RecordSyncState, Stamped};
+pub use relations::{AssociationLabel, LabelCategory, RelationChanges, RelationMapping};
 pub use schema::{PropertyDef, PropertySchema};
 pub use secret::Secret;
 pub use sync::{CursorPosition, PullProgress, RunCounts, RunKind, RunStatus, SyncCursor, SyncFlow, SyncRun};

@@ -9,8 +9,10 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, macros::format_description};
 
+use super::relations::{MAX_RELATION_KEYS, PendingLinks, RelationChanges};
 use super::{
-    ConnectionId, Direction, FieldMapping, FieldType, MatchKey, ObjectConfig, ObjectType, RecordSyncState, Stamped,
+    ConnectionConfig, ConnectionId, Direction, FieldMapping, FieldType, MatchKey, ObjectConfig, ObjectType,
+    RecordSyncState, Stamped,
 };
 
 /// The only message version this build reads; a newer one is refused rather than guessed at.
@@ -42,6 +44,10 @@ pub struct PushMessage {
     pub changed_at: OffsetDateTime,
     #[serde(default)]
     pub lists: ListChanges,
+    /// Related object → the record's relations to it, by the related records' platform keys:
+    /// `{"companies": {"set": ["acme.com"]}}`, or `add` / `remove` lists.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub associations: BTreeMap<ObjectType, RelationChanges>,
     /// Set by the platform to make a re-sent message recognisable.
     #[serde(default)]
     pub idempotency_key: Option<String>,
@@ -93,6 +99,12 @@ impl PushMessage {
         }
         if message.lists.add.len() + message.lists.remove.len() > MAX_LIST_CHANGES {
             return Err(PoisonMessage::TooLarge(format!("more than {MAX_LIST_CHANGES} list changes")));
+        }
+        let related: usize = message.associations.values().map(RelationChanges::keys).sum();
+        if related > MAX_RELATION_KEYS {
+            return Err(PoisonMessage::TooLarge(format!(
+                "{related} related records; at most {MAX_RELATION_KEYS}: send the rest as `add` lists in further messages"
+            )));
         }
         if let Some((name, _)) = message.fields.iter().find(|(_, v)| v.to_string().len() > MAX_VALUE_BYTES) {
             return Err(PoisonMessage::TooLarge(format!("field `{name}` is over {MAX_VALUE_BYTES} bytes")));
@@ -170,7 +182,10 @@ pub struct PendingWrite {
     /// Property → wire value; the match key's property is among them.
     pub properties: BTreeMap<String, Stamped<String>>,
     pub lists: ListChanges,
-    /// Platform fields sent that no outbound mapping uses: ignored, and counted.
+    /// Related object → the record's wished links to it (see [`fold_links`]).
+    pub links: BTreeMap<ObjectType, PendingLinks>,
+    /// Platform fields sent that no outbound mapping uses (and relations no config lets out,
+    /// as `associations.<object>`): ignored, and counted.
     pub unmapped_fields: BTreeSet<String>,
 }
 
@@ -207,7 +222,8 @@ pub fn fold(changes: &[&PushMessage], config: &ObjectConfig) -> Result<PendingWr
             properties.insert(mapping.hubspot_property.clone(), Stamped::new(wire, at));
         }
     }
-    let nothing_to_write = properties.is_empty() && lists.add.is_empty() && lists.remove.is_empty();
+    let related = ordered.iter().any(|m| !m.associations.is_empty());
+    let nothing_to_write = properties.is_empty() && lists.add.is_empty() && lists.remove.is_empty() && !related;
     if nothing_to_write && !unmapped_fields.is_empty() {
         let sent: Vec<&str> = unmapped_fields.iter().map(String::as_str).collect();
         return Err(SkipReason::NothingMapped(sent.join(", ")));
@@ -215,7 +231,33 @@ pub fn fold(changes: &[&PushMessage], config: &ObjectConfig) -> Result<PendingWr
     // The match key travels as a property too, so a created record carries it.
     let newest_at = millis(newest.changed_at);
     properties.insert(config.match_key.property().to_string(), Stamped::new(record_key.clone(), newest_at));
-    Ok(PendingWrite { record_key, properties, lists, unmapped_fields })
+    Ok(PendingWrite { record_key, properties, lists, links: BTreeMap::new(), unmapped_fields })
+}
+
+/// Folds a record's relation changes (in any order, as [`fold`] does fields) into its wished
+/// links, each related key filed as the related object's match key files it. Relations the
+/// object's config does not let out (or to objects not configured) are added to
+/// `pending.unmapped_fields` as `associations.<object>`.
+pub fn fold_links(
+    changes: &[&PushMessage],
+    object: &ObjectConfig,
+    config: &ConnectionConfig,
+    pending: &mut PendingWrite,
+) {
+    let mut ordered = changes.to_vec();
+    ordered.sort_by_key(|m| m.changed_at);
+    for change in ordered {
+        let at = millis(change.changed_at);
+        for (&to, relation) in &change.associations {
+            let related = config.objects.get(&to).filter(|_| object.relation(to).is_some());
+            let Some(related) = related else {
+                pending.unmapped_fields.insert(format!("associations.{to}"));
+                continue;
+            };
+            let links = pending.links.entry(to).or_default();
+            links.apply(relation, at, |key| related.match_key.normalise(key));
+        }
+    }
 }
 
 /// The record key as HubSpot stores it, or why the record cannot be synced without one.
@@ -425,7 +467,13 @@ mod tests {
     }
 
     fn contacts(fields: Vec<FieldMapping>) -> ObjectConfig {
-        ObjectConfig { match_key: MatchKey::Email, write_mode: WriteMode::Upsert, fields, lists: vec![] }
+        ObjectConfig {
+            match_key: MatchKey::Email,
+            write_mode: WriteMode::Upsert,
+            fields,
+            lists: vec![],
+            relations: vec![],
+        }
     }
 
     #[test]

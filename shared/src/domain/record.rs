@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::relations::WrittenLink;
 use super::{ConnectionId, ObjectType};
 
 /// How long a claim lasts: longer than any HubSpot call a holder may still start.
@@ -82,6 +83,17 @@ pub struct OutboundState {
     /// own either way. Cleared when the write is known to have failed or is recorded.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub writing: BTreeMap<String, Stamped<String>>,
+    /// Per related object and the related record's platform key: the link last written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<ObjectType, BTreeMap<String, WrittenLink>>,
+    /// Per related object and key: since when (epoch ms, hubsync's clock) a link waits for its
+    /// other record to exist in HubSpot (see [`super::relations::LINK_WAIT`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub waiting: BTreeMap<ObjectType, BTreeMap<String, i64>>,
+    /// Per related object: the platform change time of the newest `set` of its links applied.
+    /// A link wished before it that it left out stays out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub link_sets: BTreeMap<ObjectType, i64>,
 }
 
 impl OutboundState {
@@ -104,6 +116,32 @@ impl OutboundState {
                 self.written.insert(property.clone(), value.clone());
             }
             self.writing.remove(property);
+        }
+    }
+
+    /// Records a link written to (or removed from) `to`'s record `key`, unless a newer change
+    /// of it was; the link no longer waits.
+    pub fn record_link(&mut self, to: ObjectType, key: &str, link: WrittenLink) {
+        let links = self.links.entry(to).or_default();
+        if links.get(key).is_none_or(|known| known.at_ms <= link.at_ms) {
+            links.insert(key.to_string(), link);
+        }
+        self.stop_waiting(to, key);
+    }
+
+    /// Records that a `set` of the links to `to` made at `at_ms` was applied (times only grow).
+    pub fn record_link_set(&mut self, to: ObjectType, at_ms: i64) {
+        let newest = self.link_sets.entry(to).or_insert(at_ms);
+        *newest = (*newest).max(at_ms);
+    }
+
+    /// Forgets that a link to `to`'s record `key` waits.
+    pub fn stop_waiting(&mut self, to: ObjectType, key: &str) {
+        if let Some(waiting) = self.waiting.get_mut(&to) {
+            waiting.remove(key);
+            if waiting.is_empty() {
+                self.waiting.remove(&to);
+            }
         }
     }
 }
@@ -184,7 +222,7 @@ impl LegacyRecordState {
         let outbound = OutboundState {
             hubspot_id: self.hubspot_id,
             written: self.pushed_values.into_iter().map(|(p, v)| (p, Stamped::new(v, pushed_at))).collect(),
-            writing: BTreeMap::new(),
+            ..OutboundState::default()
         };
         let inbound = InboundState {
             revision: 0,

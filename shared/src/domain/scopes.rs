@@ -192,6 +192,7 @@ mod tests {
                     ..FieldMapping::out("company_size", "numberofemployees", FieldType::Number)
                 }],
                 lists: vec![],
+                relations: vec![],
             },
         );
         let needed = needed_by(&config);

@@ -97,6 +97,7 @@ mod tests {
                 write_mode: WriteMode::Upsert,
                 fields: vec![FieldMapping { direction, ..FieldMapping::out("plan", "plan", FieldType::String) }],
                 lists: vec![],
+                relations: vec![],
             },
         );
         config.options.inbound_events =

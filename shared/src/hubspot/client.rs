@@ -63,8 +63,11 @@ pub(crate) mod paths {
         vec!["crm", CRM_VERSION, "objects", object.api_name(), "search"]
     }
 
-    pub fn associations_batch_read(from: ObjectType, to: ObjectType) -> Vec<&'static str> {
-        vec!["crm", "v4", "associations", from.api_name(), to.api_name(), "batch", "read"]
+    /// `action`: `read`, `associate/default`, `create` or `archive`.
+    pub fn associations_batch(from: ObjectType, to: ObjectType, action: &str) -> Vec<&str> {
+        let mut path = vec!["crm", "v4", "associations", from.api_name(), to.api_name(), "batch"];
+        path.extend(action.split('/'));
+        path
     }
 
     pub fn lists() -> Vec<&'static str> {

@@ -5,7 +5,8 @@
 //! claimed (a record another worker holds goes back to the queue), each claimed record's plan
 //! says what is new ([`plan_write`]), fields mapped both ways are checked against HubSpot's own
 //! latest change, the values about to be written are announced in the record's state, written
-//! in batches of 100, list memberships applied, and the outcome saved as the claims are given up.
+//! in batches of 100, list memberships and links to related records applied, and the outcome
+//! saved as the claims are given up.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,9 @@ use async_trait::async_trait;
 use crate::deps::{Deps, QueuePair};
 use crate::domain::{
     ObjectConfig, OutboundState, PendingWrite, PushMessage, RecordKey, RecordSyncState, RunKind, SkipReason, WritePlan,
-    fold, plan_write,
+    fold, fold_links, plan_write,
 };
+use crate::outbound::links::{self, LinkUpdate};
 use crate::outbound::lists;
 use crate::outbound::write::Writer;
 use crate::ports::OutboundSave;
@@ -48,6 +50,8 @@ pub(super) struct Record {
     pub announced: bool,
     pub written: Written,
     pub outcome: Option<Outcome>,
+    /// What the link step changed, kept in the outbound state with the claim's last save.
+    pub link_updates: Vec<LinkUpdate>,
 }
 
 impl Record {
@@ -66,6 +70,11 @@ impl Record {
 
     pub fn pending(&self) -> bool {
         self.outcome.is_none()
+    }
+
+    /// Whether HubSpot holds the record as planned (written, or nothing to write).
+    pub fn in_hubspot(&self) -> bool {
+        matches!(self.outcome, Some(Outcome::Created | Outcome::Updated | Outcome::Unchanged))
     }
 
     /// Settles a record whose plan left nothing to write.
@@ -123,6 +132,8 @@ impl Job for PushJob {
         let mut records = self.claim(&claims, config, folded, &mut result).await;
         self.write_records(group, config, &claims, &mut records).await;
         lists::apply(&self.deps, &self.gateway, &group.target, config, &mut records).await;
+        let related = (group.object, &group.config);
+        links::apply(&self.deps, &self.gateway, &group.target, related, &claims, &mut records).await;
         save_and_release(&claims, &mut records).await;
         for record in records {
             let outcome = record.outcome.unwrap_or_else(|| Outcome::Retry("not attempted".into()));
@@ -150,7 +161,8 @@ impl PushJob {
             let indexes: Vec<usize> = versions.iter().map(|(i, _)| *i).collect();
             let messages: Vec<&PushMessage> = versions.iter().map(|(_, m)| m).collect();
             match fold(&messages, config) {
-                Ok(pending) => {
+                Ok(mut pending) => {
+                    fold_links(&messages, config, &group.config, &mut pending);
                     for field in &pending.unmapped_fields {
                         *result.counts.ignored_fields.entry(field.clone()).or_default() += 1;
                     }
@@ -201,6 +213,7 @@ impl PushJob {
                 announced: false,
                 written: Written::No,
                 outcome: None,
+                link_updates: Vec::new(),
             };
             if record.plan.write.is_empty() {
                 record.settle_unwritten();
@@ -284,6 +297,16 @@ async fn save_and_release(claims: &Claims, records: &mut [Record]) {
         }
         if record.hubspot_id.is_some() {
             outbound.hubspot_id = record.hubspot_id.clone();
+        }
+        for update in &record.link_updates {
+            match update {
+                LinkUpdate::Written { to, key, link } => outbound.record_link(*to, key, link.clone()),
+                LinkUpdate::Waiting { to, key, since_ms } => {
+                    outbound.waiting.entry(*to).or_default().insert(key.clone(), *since_ms);
+                }
+                LinkUpdate::GaveUp { to, key } => outbound.stop_waiting(*to, key),
+                LinkUpdate::Set { to, at_ms } => outbound.record_link_set(*to, *at_ms),
+            }
         }
         if outbound == record.state.outbound {
             untouched.push(record.key.clone());

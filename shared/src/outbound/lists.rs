@@ -22,8 +22,7 @@ pub(super) async fn apply(
     let mut adds: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut removes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, record) in records.iter().enumerate() {
-        let in_hubspot = matches!(record.outcome, Some(Outcome::Created | Outcome::Updated | Outcome::Unchanged));
-        if !in_hubspot || record.hubspot_id.is_none() {
+        if !record.in_hubspot() || record.hubspot_id.is_none() {
             continue;
         }
         let mut to_add: BTreeSet<&String> = record.pending.lists.add.iter().collect();

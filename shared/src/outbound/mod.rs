@@ -4,8 +4,10 @@
 //! - [`job`]: the push job the shared pipeline runs: fold, claim, plan, announce, write, save.
 //! - [`write`]: HubSpot writes by write mode, and the check of both-ways values in HubSpot.
 //! - [`lists`]: list memberships of pushed records.
+//! - [`links`]: links of pushed records to their related records (HubSpot associations).
 
 pub mod job;
+mod links;
 mod lists;
 pub mod write;
 

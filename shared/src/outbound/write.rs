@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::deps::Deps;
 use crate::domain::outbound::{HubSpotSide, settle_with_hubspot};
-use crate::domain::{ObjectConfig, ObjectType, OutboundState, SkipReason, WriteMode};
+use crate::domain::{MatchKey, ObjectConfig, ObjectType, OutboundState, SkipReason, WriteMode};
 use crate::hubspot::{
     BATCH_LIMIT, BatchOutcome, CrmObject, HISTORY_BATCH_LIMIT, PropertyChange, PropertyValues, UpdateInput, UpsertInput,
 };
@@ -162,65 +162,94 @@ impl Writer<'_> {
         }
     }
 
-    /// Record key → HubSpot id of the records (at `indexes`) that exist in HubSpot. Unique keys are
-    /// read by `idProperty`; company names and domains are searched, after the ids hubsync already
-    /// knows (search's index lags fresh writes). Records the lookup failed for are settled.
+    /// Record key → HubSpot id of the records (at `indexes`) that exist in HubSpot: the ids
+    /// hubsync knows for company names and domains (search's index lags fresh writes), the
+    /// rest looked up ([`lookup_ids`]). Records the lookup failed for are settled.
     async fn find_existing(&self, records: &mut [Record], indexes: &[usize]) -> HashMap<String, String> {
         let Writer { deps, gateway, target, object, config } = *self;
-        let property = config.match_key.property().to_string();
         let mut found = HashMap::new();
-        if config.match_key.is_unique_in_hubspot() {
-            for chunk in indexes.chunks(BATCH_LIMIT) {
-                let keys: Vec<String> = chunk.iter().map(|&i| records[i].record_key().to_string()).collect();
-                let answer = gateway.read(target, object, &keys, Some(&property), &[&property], &[]).await;
-                for (&i, item) in chunk.iter().zip(found_each(answer, chunk.len())) {
-                    match item {
-                        Ok(Some(obj)) => {
-                            found.insert(records[i].record_key().to_string(), obj.id().to_string());
-                        }
-                        Ok(None) => {}
-                        Err(outcome) => records[i].settle(outcome),
-                    }
-                }
-            }
-            return found;
-        }
         let mut unknown = Vec::new();
         for &i in indexes {
             match &records[i].hubspot_id {
-                Some(id) => {
+                Some(id) if !config.match_key.is_unique_in_hubspot() => {
                     found.insert(records[i].record_key().to_string(), id.clone());
                 }
-                None => unknown.push(i),
+                _ => unknown.push(i),
             }
         }
-        if unknown.is_empty() {
-            return found;
-        }
-        let values: Vec<String> = unknown.iter().map(|&i| records[i].record_key().to_string()).collect();
-        let searched = gateway
-            .call(target, |token| {
-                let (values, property) = (&values, &property);
-                async move { deps.hubspot.objects(&token, object).search_in(property, values, &[property]).await }
-            })
-            .await;
-        match searched {
-            Ok(matches) => {
-                // Several HubSpot records may share a domain or name: the oldest is the match.
-                for obj in matches {
-                    let Some(value) = obj.property(&property) else { continue };
-                    let key = config.match_key.normalise(value);
-                    let id = obj.id().to_string();
-                    let entry = found.entry(key).or_insert_with(|| id.clone());
-                    if id.parse::<u64>().ok() < entry.parse::<u64>().ok() {
-                        *entry = id;
-                    }
+        let keys: Vec<String> = unknown.iter().map(|&i| records[i].record_key().to_string()).collect();
+        let mut looked_up = lookup_ids(deps, gateway, target, object, &config.match_key, &keys).await;
+        for i in unknown {
+            match looked_up.remove(records[i].record_key()) {
+                Some(Ok(id)) => {
+                    found.insert(records[i].record_key().to_string(), id);
                 }
+                Some(Err(outcome)) => records[i].settle(outcome),
+                None => {}
             }
-            Err(failed) => unknown.iter().for_each(|&i| records[i].settle(failed.outcome())),
         }
         found
     }
+}
+
+/// Finds records of `object` in HubSpot by their match key (`keys` as the key files them):
+/// key → HubSpot id, or how the lookup failed; keys HubSpot has no record for are absent.
+/// Unique keys are read by `idProperty`, 100 a call; company names and domains are searched,
+/// and when several records share one, the oldest is the match.
+pub(super) async fn lookup_ids(
+    deps: &Deps,
+    gateway: &HubSpotGateway,
+    target: &Target,
+    object: ObjectType,
+    match_key: &MatchKey,
+    keys: &[String],
+) -> HashMap<String, Result<String, Outcome>> {
+    let property = match_key.property().to_string();
+    let mut found = HashMap::new();
+    if keys.is_empty() {
+        return found;
+    }
+    if match_key.is_unique_in_hubspot() {
+        for chunk in keys.chunks(BATCH_LIMIT) {
+            let answer = gateway.read(target, object, chunk, Some(&property), &[&property], &[]).await;
+            for (key, item) in chunk.iter().zip(found_each(answer, chunk.len())) {
+                match item {
+                    Ok(Some(obj)) => {
+                        found.insert(key.clone(), Ok(obj.id().to_string()));
+                    }
+                    Ok(None) => {}
+                    Err(outcome) => {
+                        found.insert(key.clone(), Err(outcome));
+                    }
+                }
+            }
+        }
+        return found;
+    }
+    let searched = gateway
+        .call(target, |token| {
+            let property = &property;
+            async move { deps.hubspot.objects(&token, object).search_in(property, keys, &[property]).await }
+        })
+        .await;
+    match searched {
+        Ok(matches) => {
+            for obj in matches {
+                let Some(value) = obj.property(&property) else { continue };
+                let id = obj.id().to_string();
+                let entry = found.entry(match_key.normalise(value)).or_insert_with(|| Ok(id.clone()));
+                if let Ok(known) = entry
+                    && id.parse::<u64>().ok() < known.parse::<u64>().ok()
+                {
+                    *known = id;
+                }
+            }
+        }
+        Err(failed) => keys.iter().for_each(|key| {
+            found.insert(key.clone(), Err(failed.outcome()));
+        }),
+    }
+    found
 }
 
 /// HubSpot's side of each both-ways property the record plans to write.

@@ -22,8 +22,9 @@ pub struct OutboundSave {
 /// The answer for one record of [`Store::claim_records`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claimed {
-    /// The caller holds the record now; its state as read with the claim.
-    Granted(RecordSyncState),
+    /// The caller holds the record now; its state as read with the claim (boxed: a state is
+    /// large, and most answers of a busy batch are grants).
+    Granted(Box<RecordSyncState>),
     /// Another worker holds it.
     Held,
 }

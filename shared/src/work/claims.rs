@@ -43,7 +43,7 @@ impl Claims {
         Ok(claimed
             .into_iter()
             .map(|claimed| match claimed {
-                Claimed::Granted(state) => Some(state),
+                Claimed::Granted(state) => Some(*state),
                 Claimed::Held => None,
             })
             .collect())

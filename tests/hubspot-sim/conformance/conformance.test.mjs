@@ -391,3 +391,45 @@ test('errors: validation, conflict, scopes, authentication and rate limits', asy
   assert.equal(limited.headers['x-hubspot-ratelimit-remaining'], '0');
   assert.equal(tokens.expires_in, 1800);
 });
+
+test('associations v4: batch links, labelled links, unlinks and pages', async () => {
+  const { hs } = await portal([
+    ...CRM_SCOPES,
+    'crm.objects.companies.read',
+    'crm.objects.companies.write',
+  ]);
+  const people = await Promise.all(
+    ['p1', 'p2', 'p3'].map((p) => hs.crm.contacts.basicApi.create({ properties: { email: `${p}@acme.com` }, associations: [] })),
+  );
+  const acme = await hs.crm.companies.basicApi.create({ properties: { name: 'Acme' }, associations: [] });
+  const batch = hs.crm.associations.v4.batchApi;
+  // The client names `from` `_from` (a reserved word in its generator) and sends it as `from`.
+
+  const made = await batch.createDefault('contacts', 'companies', {
+    inputs: people.slice(0, 2).map((p) => ({ _from: { id: p.id }, to: { id: acme.id } })),
+  });
+  assert.equal(made.status, 'COMPLETE');
+  assert.equal(made.results.length, 4);
+  assert.equal(made.results[0].associationSpec.associationTypeId, 279);
+
+  const labelled = await batch.create('contacts', 'companies', {
+    inputs: [{ _from: { id: people[2].id }, to: { id: acme.id }, types: [{ associationCategory: 'HUBSPOT_DEFINED', associationTypeId: 1 }] }],
+  });
+  assert.deepEqual(labelled.results[0].labels, ['Primary']);
+
+  const pages = [];
+  let after;
+  do {
+    const page = await hs.crm.associations.v4.basicApi.getPage('companies', acme.id, 'contacts', after, 2);
+    pages.push(page.results.map((r) => String(r.toObjectId)));
+    after = page.paging?.next?.after;
+  } while (after);
+  assert.deepEqual(pages.flat(), people.map((p) => p.id).sort((a, b) => a - b));
+  assert.ok(pages.length > 1, 'more than one page');
+
+  await batch.archive('companies', 'contacts', { inputs: [{ _from: { id: acme.id }, to: [{ id: people[0].id }] }] });
+  const read = await batch.getPage('contacts', 'companies', { inputs: people.map((p) => ({ id: p.id })) });
+  assert.deepEqual(read.results.map((r) => r._from.id).sort(), [people[1].id, people[2].id].sort());
+  assert.equal(read.errors.length, 1, 'the unlinked contact is a per-input error');
+  assert.equal(read.results[0].to[0].associationTypes[0].typeId, 279);
+});

@@ -47,10 +47,16 @@ impl ApiError {
         self
     }
 
-    /// The same error as an item of a batch's `errors` array (`StandardError`).
+    /// The same error as an item of a batch's `errors` array (`StandardError`, whose spec
+    /// requires `errors` and `links` too: the details default to the message itself).
     pub fn into_batch_item(mut self, context: Value) -> Value {
         self.body.remove("correlationId");
         self.body.insert("context".into(), context);
+        if !self.body.contains_key("errors") {
+            let message = self.body.get("message").cloned().unwrap_or(Value::Null);
+            self.body.insert("errors".into(), json!([{ "message": message }]));
+        }
+        self.body.entry("links").or_insert_with(|| json!({}));
         Value::Object(self.body)
     }
 

@@ -239,6 +239,19 @@ impl Simulator {
                     &format!("{associations}/{{fromObjectType}}/{{toObjectType}}/batch/read"),
                     post(associations::batch_read),
                 )
+                .route(
+                    &format!("{associations}/{{fromObjectType}}/{{toObjectType}}/batch/associate/default"),
+                    post(associations::batch_associate_default),
+                )
+                .route(
+                    &format!("{associations}/{{fromObjectType}}/{{toObjectType}}/batch/create"),
+                    post(associations::batch_create),
+                )
+                .route(
+                    &format!("{associations}/{{fromObjectType}}/{{toObjectType}}/batch/archive"),
+                    post(associations::batch_archive),
+                )
+                .route(&format!("{record}/{{toObjectType}}"), get(associations::page))
                 .route(&format!("{record}/default/{{toObjectType}}/{{toObjectId}}"), put(associations::create_default))
                 .route(&format!("{record}/{{toObjectType}}/{{toObjectId}}"), delete(associations::remove));
         }

@@ -1,5 +1,6 @@
-//! Associations (v4): batch reads with HubSpot's default type ids and 207s, default
-//! associations created and removed over the API, scopes, and associationChange events.
+//! Associations (v4): batch reads with HubSpot's unlabeled type ids and 207s, one record's
+//! associations page by page, links created and removed one at a time and in batches (with
+//! each version's status codes), scopes, and associationChange events.
 
 mod common;
 
@@ -73,17 +74,17 @@ async fn batch_reads_answer_both_directions_with_default_types() {
     assert_eq!(companies.status, StatusCode::OK, "{}", companies.body);
     assert_eq!(companies.body["status"], "COMPLETE");
     assert!(companies.body["startedAt"].is_string() && companies.body["completedAt"].is_string());
-    assert_eq!(linked(&companies.body), [pair(&contact, &[(&acme, 1), (&globex, 1)])]);
+    assert_eq!(linked(&companies.body), [pair(&contact, &[(&acme, 279), (&globex, 279)])]);
     let contacts = read(&s, "companies", "contacts", &[&acme, &globex]).await;
-    assert_eq!(linked(&contacts.body), [pair(&acme, &[(&contact, 2)]), pair(&globex, &[(&contact, 2)])]);
+    assert_eq!(linked(&contacts.body), [pair(&acme, &[(&contact, 280)]), pair(&globex, &[(&contact, 280)])]);
     let deals = read(&s, "0-1", "deals", &[&contact]).await;
     assert_eq!(linked(&deals.body), [pair(&contact, &[(&deal, 4)])]);
     let deal_contacts = read(&s, "deals", "contacts", &[&deal]).await;
     assert_eq!(linked(&deal_contacts.body), [pair(&deal, &[(&contact, 3)])]);
     let deal_companies = read(&s, "deals", "companies", &[&deal]).await;
-    assert_eq!(linked(&deal_companies.body), [pair(&deal, &[(&acme, 5)])]);
+    assert_eq!(linked(&deal_companies.body), [pair(&deal, &[(&acme, 341)])]);
     let company_deals = read(&s, "companies", "deals", &[&acme]).await;
-    assert_eq!(linked(&company_deals.body), [pair(&acme, &[(&deal, 6)])]);
+    assert_eq!(linked(&company_deals.body), [pair(&acme, &[(&deal, 342)])]);
     let line_items = read(&s, "deals", "line_items", &[&deal]).await;
     assert_eq!(linked(&line_items.body), [pair(&deal, &[(&widget, 19), (&gadget, 19)])]);
     let line_item_deals = read(&s, "line_items", "deals", &[&gadget]).await;
@@ -131,12 +132,12 @@ async fn default_associations_are_created_and_removed_over_the_api() {
             {
                 "from": { "id": contact },
                 "to": { "id": company },
-                "associationSpec": { "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1 },
+                "associationSpec": { "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279 },
             },
             {
                 "from": { "id": company },
                 "to": { "id": contact },
-                "associationSpec": { "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 2 },
+                "associationSpec": { "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 280 },
             },
         ])
     );
@@ -156,7 +157,7 @@ async fn default_associations_are_created_and_removed_over_the_api() {
     let read_versioned = s
         .post("/crm/associations/2026-03/contacts/companies/batch/read", json!({ "inputs": [{ "id": contact }] }))
         .await;
-    assert_eq!(linked(&read_versioned.body), [pair(&contact, &[(&company, 1)])]);
+    assert_eq!(linked(&read_versioned.body), [pair(&contact, &[(&company, 279)])]);
     let versioned_delete = format!("/crm/objects/2026-03/contacts/{contact}/associations/companies/{company}");
     assert_eq!(s.call(Method::DELETE, &versioned_delete, None).await.status, StatusCode::NO_CONTENT);
 
@@ -284,4 +285,86 @@ async fn association_changes_are_notified_from_both_sides() {
     let subscription_types: Vec<&str> = events.iter().map(|e| e["subscriptionType"].as_str().unwrap()).collect();
     assert_eq!(&subscription_types[..2], ["contact.associationChange", "company.associationChange"]);
     assert_eq!(events[0]["sourceId"], s.sim.app_id(DEFAULT_CLIENT_ID).to_string());
+}
+
+#[tokio::test]
+async fn links_are_made_and_removed_in_batches_with_each_versions_status_codes() {
+    let s = sim().await;
+    let ada = create(&s, "contacts", json!({ "email": "ada@example.com" })).await;
+    let grace = create(&s, "contacts", json!({ "email": "grace@example.com" })).await;
+    let acme = create(&s, "companies", json!({ "name": "Acme" })).await;
+    let link = |from: &str, to: &str| json!({ "from": { "id": from }, "to": { "id": to } });
+
+    let made = s
+        .post(
+            "/crm/v4/associations/contacts/companies/batch/associate/default",
+            json!({ "inputs": [link(&ada, &acme), link(&grace, &acme), link(&grace, "424242")] }),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::MULTI_STATUS, "{}", made.body);
+    assert_eq!(made.body["results"].as_array().unwrap().len(), 4, "each link in both directions");
+    assert_eq!(made.body["results"][0]["associationSpec"]["associationTypeId"], 279);
+    let error = &made.body["errors"][0];
+    assert_eq!(error["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(
+        (error["context"]["fromObjectId"].clone(), error["context"]["toObjectId"].clone()),
+        (json!([grace]), json!(["424242"]))
+    );
+    assert!(error["errors"].is_array() && error["links"].is_object(), "the spec's StandardError: {error}");
+    assert_eq!(s.sim.associations(1000, "companies", &acme, "contacts"), [ada.as_str(), grace.as_str()]);
+
+    let labelled = json!({ "inputs": [{
+        "from": { "id": ada }, "to": { "id": acme },
+        "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1 }],
+    }] });
+    let legacy = s.post("/crm/v4/associations/contacts/companies/batch/create", labelled.clone()).await;
+    assert_eq!(legacy.status, StatusCode::CREATED, "{}", legacy.body);
+    assert_eq!(legacy.body["results"][0]["labels"], json!(["Primary"]));
+    let dated = s.post("/crm/associations/2026-03/contacts/companies/batch/create", labelled).await;
+    assert_eq!(dated.status, StatusCode::OK, "{}", dated.body);
+    let wrong_type = json!({ "inputs": [{
+        "from": { "id": ada }, "to": { "id": acme },
+        "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 280 }],
+    }] });
+    let refused = s.post("/crm/v4/associations/contacts/companies/batch/create", wrong_type).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "280 links companies to contacts, not the reverse");
+
+    let unlink = json!({ "inputs": [{ "from": { "id": acme }, "to": [{ "id": ada }, { "id": "424242" }] }] });
+    let removed = s.post("/crm/v4/associations/companies/contacts/batch/archive", unlink.clone()).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(s.sim.associations(1000, "contacts", &ada, "companies"), Vec::<String>::new());
+    let dated = s.post("/crm/associations/2026-03/companies/contacts/batch/archive", unlink).await;
+    assert_eq!((dated.status, dated.body["status"].clone()), (StatusCode::OK, json!("COMPLETE")));
+}
+
+#[tokio::test]
+async fn one_records_associations_are_read_page_by_page() {
+    let s = sim().await;
+    let acme = create(&s, "companies", json!({ "name": "Acme" })).await;
+    let mut people = Vec::new();
+    for i in 0..5 {
+        let person = create(&s, "contacts", json!({ "email": format!("p{i}@acme.com") })).await;
+        s.sim.associate(1000, "companies", &acme, "contacts", &person);
+        people.push(person);
+    }
+    let mut seen = Vec::new();
+    let mut path = format!("/crm/v4/objects/companies/{acme}/associations/contacts?limit=2");
+    loop {
+        let page = s.call(Method::GET, &path, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for result in page.body["results"].as_array().unwrap() {
+            assert_eq!(result["associationTypes"][0]["typeId"], 280);
+            seen.push(result["toObjectId"].to_string());
+        }
+        match page.body["paging"]["next"]["after"].as_str() {
+            Some(after) => {
+                path = format!("/crm/v4/objects/companies/{acme}/associations/contacts?limit=2&after={after}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, people);
+    let too_many =
+        s.call(Method::GET, &format!("/crm/v4/objects/companies/{acme}/associations/contacts?limit=501"), None).await;
+    assert_eq!(too_many.status, StatusCode::BAD_REQUEST);
 }

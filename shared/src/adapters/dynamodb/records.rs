@@ -126,7 +126,9 @@ impl DynamoStore {
             .iter()
             .zip(granted)
             .map(|(key, granted)| match granted {
-                true => Claimed::Granted(states.remove(key).unwrap_or_else(|| RecordSyncState::new(key.clone()))),
+                true => {
+                    Claimed::Granted(Box::new(states.remove(key).unwrap_or_else(|| RecordSyncState::new(key.clone()))))
+                }
                 false => Claimed::Held,
             })
             .collect())

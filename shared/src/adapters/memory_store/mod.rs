@@ -318,7 +318,7 @@ impl Store for MemoryStore {
                         return Claimed::Held;
                     }
                     stored.claim = Some(Claim { holder: holder.to_string(), until });
-                    Claimed::Granted(stored.view(key.clone()))
+                    Claimed::Granted(Box::new(stored.view(key.clone())))
                 })
                 .collect()
         })
