@@ -4,9 +4,11 @@
 //! convert them, scheduled pulls run, and every fault is injected: HubSpot answering 429, 5xx,
 //! slowly or hanging up; webhooks delivered twice and out of order; workers crashing at any
 //! step; concurrent workers on one record; the platform down for a while and refusing single
-//! records; one portal revoking the app's access, then installing it again. Then the faults
-//! stop, parked work is redriven, a catch-up runs, and every field of every record, on HubSpot
-//! and on the platform, is compared with the newest change made to it on either side.
+//! records; one portal revoking the app's access, then installing it again. Pushes also move
+//! contacts between companies (`associations`), pushed at the start, so some links wait for
+//! their company. Then the faults stop, parked work is redriven, a catch-up runs, and every
+//! field of every record, on HubSpot and on the platform, is compared with the newest change
+//! made to it on either side, and every contact's company link with the newest one pushed.
 //!
 //! Every random choice comes from the seed, so a seed replays exactly, and hours of retries
 //! pass in moments:
@@ -34,6 +36,8 @@ use time::format_description::well_known::Rfc3339;
 
 const TENANTS: usize = 3;
 const CONTACTS: u64 = 6;
+/// Companies per portal, which contacts are moved between.
+const COMPANIES: u64 = 3;
 /// Lambda instances per worker function.
 const INSTANCES: usize = 3;
 /// Virtual time the deployment gets to settle before it is judged as stuck.
@@ -115,8 +119,13 @@ impl Chaos {
             let key = deployment.tenant(&format!("tenant{index}")).await;
             let connection = deployment.install(&key, portal).await;
             let stored = deployment.deps.store.get_connection(&connection).await.unwrap().unwrap();
-            let update: VersionedConfig =
-                serde_json::from_value(json!({ "version": 0, "config": config(&ingest) })).unwrap();
+            let mut config = config(&ingest);
+            config["objects"]["contacts"]["relations"] = json!([{ "to": "companies" }]);
+            config["objects"]["companies"] = json!({
+                "match_key": { "kind": "company_domain" }, "write_mode": "upsert",
+                "fields": [{ "platform_field": "name", "hubspot_property": "name", "direction": "out", "platform_type": "string" }]
+            });
+            let update: VersionedConfig = serde_json::from_value(json!({ "version": 0, "config": config })).unwrap();
             configs::save(&deployment.deps, &stored, &update).await.expect("the chaos config is valid");
             let ledger = Ledger { connection: connection.to_string(), portal, ..Ledger::default() };
             tenants.push((key, ledger));
@@ -160,6 +169,12 @@ impl Chaos {
         self.lambdas.set_crash_rate(0.08);
         self.deployment.gateway.set_keep_rate(0.15);
         self.platform.set_refusal_rate(0.03);
+        for tenant in 0..TENANTS {
+            self.push_companies(tenant).await;
+        }
+        // The companies exist before contacts link to them: a link waits for its company only
+        // 15 minutes, less than the outages below (`tests/relations.rs` covers the waits).
+        self.settle().await;
         for step in 0..ops {
             let progress = step as f64 / ops as f64;
             let now = tokio::time::Instant::now();
@@ -225,12 +240,35 @@ impl Chaos {
             }
         }
         let changed_at = self.deployment.clock.now().format(&Rfc3339).unwrap();
-        let message = json!({
+        let mut message = json!({
             "version": 1, "connection_id": ledger.connection, "object": "contact", "record_key": email,
             "fields": fields, "changed_at": changed_at
         });
+        if self.dice.chance(0.4) {
+            let domain = format!("co{}.portal{}.example.com", self.dice.between(0..=COMPANIES - 1), ledger.portal);
+            ledger.link(&email, &domain, at);
+            message["associations"] = json!({ "companies": { "set": [domain] } });
+            *self.inputs.entry("company moves").or_insert(0) += 1;
+        }
         self.deployment.deps.push.work.send(vec![OutgoingMessage::new(message.to_string())]).await.unwrap();
         self.count("platform changes");
+    }
+
+    /// The platform sends its companies, while the first contacts linked to them are on the way.
+    async fn push_companies(&mut self, tenant: usize) {
+        let (_, ledger) = &self.tenants[tenant];
+        let changed_at = self.deployment.clock.now().format(&Rfc3339).unwrap();
+        let messages = (0..COMPANIES)
+            .map(|k| {
+                let message = json!({
+                    "version": 1, "connection_id": ledger.connection, "object": "company",
+                    "record_key": format!("co{k}.portal{}.example.com", ledger.portal),
+                    "fields": { "name": format!("Company {k}") }, "changed_at": changed_at
+                });
+                OutgoingMessage::new(message.to_string())
+            })
+            .collect();
+        self.deployment.deps.push.work.send(messages).await.unwrap();
     }
 
     /// A person edits a contact in HubSpot, if it exists there yet.
@@ -365,8 +403,26 @@ impl Chaos {
         for (_, ledger) in &self.tenants {
             let contacts = self.deployment.sim.records(ledger.portal, "contacts");
             report.check(ledger, &contacts, &self.platform);
+            report.check_links(ledger, &self.company_links(ledger.portal, &contacts));
         }
         report
+    }
+
+    /// email → the domains of the companies HubSpot links the contact to.
+    fn company_links(&self, portal: u64, contacts: &[Value]) -> BTreeMap<String, Vec<String>> {
+        let sim = &self.deployment.sim;
+        let mut linked = BTreeMap::new();
+        for contact in contacts {
+            let (Some(email), Some(id)) = (contact["properties"]["email"].as_str(), contact["id"].as_str()) else {
+                continue;
+            };
+            let companies = sim.associations(portal, "contacts", id, "companies");
+            let domains = companies.iter().filter_map(|company| {
+                sim.record(portal, "companies", company)?["properties"]["domain"].as_str().map(str::to_string)
+            });
+            linked.insert(email.to_string(), domains.collect());
+        }
+        linked
     }
 }
 

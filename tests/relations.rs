@@ -211,6 +211,21 @@ async fn links_are_removed_replaced_by_a_set_and_cost_no_call_when_unchanged() {
 }
 
 #[tokio::test]
+async fn a_change_whose_fields_were_superseded_still_links() {
+    let setup = setup().await;
+    setup.send(&[setup.change("company", "acme.com", json!({ "name": "Acme" }), T1)]).await;
+    setup.send(&[setup.change("contact", "ada@example.com", json!({ "first_name": "Newer" }), T3)]).await;
+    assert!(setup.drain().await.is_empty());
+    // Sent earlier, arriving later: its name is older than the one written, its link is news.
+    let link = json!({ "companies": { "add": ["acme.com"] } });
+    setup.send(&[message(&setup, "contact", "ada@example.com", json!({ "first_name": "Older" }), link, T2)]).await;
+    assert!(setup.drain().await.is_empty());
+    assert_eq!(setup.contact("ada@example.com").unwrap()["firstname"], "Newer");
+    let ada = id_of(&setup, "contacts", "email", "ada@example.com");
+    assert_eq!(linked(&setup, ("contacts", &ada), "companies", "domain"), ["acme.com"]);
+}
+
+#[tokio::test]
 async fn a_link_to_a_record_that_never_appears_is_skipped_with_its_reason_after_the_wait() {
     let setup = setup().await;
     let links = json!({ "companies": { "add": ["nowhere.com"] } });

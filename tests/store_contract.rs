@@ -268,6 +268,7 @@ fn outbound(value: &str, at_ms: i64) -> OutboundState {
         .into(),
         waiting: [(ObjectType::Deals, [("order-17".to_string(), at_ms)].into())].into(),
         link_sets: [(ObjectType::Companies, at_ms)].into(),
+        linking: [(ObjectType::Contacts, [("ada@example.com".to_string(), Stamped::new(true, at_ms))].into())].into(),
     }
 }
 

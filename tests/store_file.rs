@@ -96,6 +96,7 @@ fn written(value: &str) -> OutboundState {
             .into(),
         waiting: Default::default(),
         link_sets: Default::default(),
+        linking: Default::default(),
     }
 }
 

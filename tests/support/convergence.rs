@@ -219,11 +219,17 @@ pub struct Ledger {
     pub edited: BTreeMap<String, BTreeMap<String, (String, i64)>>,
     /// Contacts a person converted (the `conversion` trigger fires once each).
     pub converted: BTreeSet<String>,
+    /// email → the company domain the platform's newest change linked the contact to.
+    pub company: BTreeMap<String, (String, i64)>,
 }
 
 impl Ledger {
     pub fn push(&mut self, email: &str, field: &str, value: &str, at_ms: i64) {
         self.pushed.entry(email.to_string()).or_default().insert(field.to_string(), (value.to_string(), at_ms));
+    }
+
+    pub fn link(&mut self, email: &str, domain: &str, at_ms: i64) {
+        self.company.insert(email.to_string(), (domain.to_string(), at_ms));
     }
 
     pub fn edit(&mut self, email: &str, property: &str, value: &str, at_ms: i64) {
@@ -286,6 +292,22 @@ impl Report {
     }
 
     /// Compares one tenant's HubSpot contacts and the platform with its ledger.
+    /// Each contact's companies in HubSpot (`linked`: email → domains) against the platform's
+    /// newest `set` of them: exactly that one company.
+    pub fn check_links(&mut self, ledger: &Ledger, linked: &BTreeMap<String, Vec<String>>) {
+        for (email, (domain, _)) in &ledger.company {
+            let found = linked.get(email).cloned().unwrap_or_default();
+            if found == [domain.clone()] {
+                self.applied_pushes += 1;
+            } else {
+                let connection = &ledger.connection;
+                self.lost.push(format!(
+                    "{connection} {email}: HubSpot links it to {found:?}, the newest change says {domain}"
+                ));
+            }
+        }
+    }
+
     pub fn check(&mut self, ledger: &Ledger, contacts: &[Value], platform: &Platform) {
         let connection = ledger.connection.as_str();
         let mut by_email: BTreeMap<String, Vec<&Value>> = BTreeMap::new();

@@ -86,6 +86,10 @@ pub struct OutboundState {
     /// Per related object and the related record's platform key: the link last written.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub links: BTreeMap<ObjectType, BTreeMap<String, WrittenLink>>,
+    /// Links announced before a HubSpot call whose outcome is not known yet (as `writing` is for
+    /// values): while one is here, what `links` says of it may no longer hold.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub linking: BTreeMap<ObjectType, BTreeMap<String, Stamped<bool>>>,
     /// Per related object and key: since when (epoch ms, hubsync's clock) a link waits for its
     /// other record to exist in HubSpot (see [`super::relations::LINK_WAIT`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -122,11 +126,26 @@ impl OutboundState {
     /// Records a link written to (or removed from) `to`'s record `key`, unless a newer change
     /// of it was; the link no longer waits.
     pub fn record_link(&mut self, to: ObjectType, key: &str, link: WrittenLink) {
+        let at_ms = link.at_ms;
         let links = self.links.entry(to).or_default();
         if links.get(key).is_none_or(|known| known.at_ms <= link.at_ms) {
             links.insert(key.to_string(), link);
         }
         self.stop_waiting(to, key);
+        self.settle_linking(to, key, at_ms);
+    }
+
+    /// Forgets an announced link write of `to`'s record `key` made for the change at `at_ms`:
+    /// its outcome is known now (recorded, or known not to have happened).
+    pub fn settle_linking(&mut self, to: ObjectType, key: &str, at_ms: i64) {
+        if let Some(linking) = self.linking.get_mut(&to) {
+            if linking.get(key).is_some_and(|announced| announced.at_ms <= at_ms) {
+                linking.remove(key);
+            }
+            if linking.is_empty() {
+                self.linking.remove(&to);
+            }
+        }
     }
 
     /// Records that a `set` of the links to `to` made at `at_ms` was applied (times only grow).

@@ -202,32 +202,55 @@ pub struct LinkWrite {
     pub known_id: Option<String>,
 }
 
+/// What of a record's wished links to write, and what to note without a call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkPlan {
+    pub writes: Vec<LinkWrite>,
+    /// Links already as wished by a newer change than the one that wrote them: their time moves
+    /// on to it, so that an older change arriving later does not undo them.
+    pub confirmed: Vec<(ObjectType, String, WrittenLink)>,
+    pub unchanged: usize,
+}
+
 /// Which links of `pending` to write, given what was written (`outbound.links`, per object and
 /// key). Newer wins per link; a link already as wished costs nothing. A `set` also unlinks what
 /// hubsync linked before it and the set does not name; links people made in HubSpot stay. A
-/// link wished before a newer `set` was applied, to a record that set left out, stays out.
-pub fn plan_links(pending: &BTreeMap<ObjectType, PendingLinks>, outbound: &OutboundState) -> (Vec<LinkWrite>, usize) {
-    let mut writes = Vec::new();
-    let mut unchanged = 0;
+/// wish older than a `set` already applied changes nothing: that set decided every link.
+pub fn plan_links(pending: &BTreeMap<ObjectType, PendingLinks>, outbound: &OutboundState) -> LinkPlan {
+    let mut plan = LinkPlan::default();
     let empty = BTreeMap::new();
     for (&to, wished) in pending {
         let known = outbound.links.get(&to).unwrap_or(&empty);
+        let announced = outbound.linking.get(&to);
         let newest_set = outbound.link_sets.get(&to).copied();
         let mut wish: Vec<(String, Stamped<bool>)> = wished.links.iter().map(|(k, w)| (k.clone(), w.clone())).collect();
         if let Some(set_at) = wished.set_at {
-            for (key, link) in known {
-                if link.value.is_some() && link.at_ms < set_at && !wished.links.contains_key(key) {
+            // Links hubsync made (or may have made) before the set, which it does not name, go.
+            let linked = known.iter().filter(|(_, link)| link.value.is_some()).map(|(key, link)| (key, link.at_ms));
+            let maybe_linked = announced.into_iter().flatten().filter(|(_, a)| a.value).map(|(key, a)| (key, a.at_ms));
+            for (key, at_ms) in linked.chain(maybe_linked) {
+                if at_ms < set_at && !wished.links.contains_key(key) && !wish.iter().any(|(k, _)| k == key) {
                     wish.push((key.clone(), Stamped::new(false, set_at)));
                 }
             }
         }
         for (key, wish) in wish {
             let link = known.get(&key);
+            // A write announced and never settled may have changed the link: it is written again.
+            let in_doubt = announced.and_then(|a| a.get(&key));
+            let newer_decided = in_doubt.is_some_and(|a| a.at_ms > wish.at_ms)
+                || link.is_some_and(|l| l.at_ms > wish.at_ms)
+                // A newer `set` decided every link of the object: named ones in, the rest out.
+                || newest_set.is_some_and(|set_at| set_at > wish.at_ms);
             match link {
-                Some(link) if link.at_ms > wish.at_ms => unchanged += 1,
-                None if newest_set.is_some_and(|set_at| set_at > wish.at_ms) => unchanged += 1,
-                Some(link) if link.value.is_some() == wish.value => unchanged += 1,
-                _ => writes.push(LinkWrite {
+                _ if newer_decided => plan.unchanged += 1,
+                Some(link) if in_doubt.is_none() && link.value.is_some() == wish.value => {
+                    plan.unchanged += 1;
+                    if link.at_ms < wish.at_ms {
+                        plan.confirmed.push((to, key, Stamped::new(link.value.clone(), wish.at_ms)));
+                    }
+                }
+                _ => plan.writes.push(LinkWrite {
                     to,
                     key,
                     linked: wish.value,
@@ -237,7 +260,7 @@ pub fn plan_links(pending: &BTreeMap<ObjectType, PendingLinks>, outbound: &Outbo
             }
         }
     }
-    (writes, unchanged)
+    plan
 }
 
 #[cfg(test)]
@@ -269,7 +292,7 @@ mod tests {
     #[test]
     fn a_later_change_of_a_link_wins_within_a_batch() {
         let pending = fold(&[(changes(None, &["Acme.com"], &[]), 1), (changes(None, &[], &["acme.com"]), 2)]);
-        let (writes, _) = plan_links(&pending, &OutboundState::default());
+        let writes = plan_links(&pending, &OutboundState::default()).writes;
         assert_eq!(summary(&writes), [("acme.com", false, 2)]);
     }
 
@@ -277,7 +300,7 @@ mod tests {
     fn a_set_replaces_what_came_before_it_and_unlinks_what_hubsync_linked() {
         let pending = fold(&[(changes(None, &["old.com"], &[]), 1), (changes(Some(&["acme.com"]), &[], &[]), 2)]);
         let known = written(&[("gone.com", Some("7"), 1), ("made-later.com", Some("8"), 3), ("unlinked.com", None, 1)]);
-        let (writes, _) = plan_links(&pending, &known);
+        let writes = plan_links(&pending, &known).writes;
         assert_eq!(summary(&writes), [("acme.com", true, 2), ("old.com", false, 2), ("gone.com", false, 2)]);
         assert_eq!(writes[2].known_id.as_deref(), Some("7"), "an unlink of a written link needs no lookup");
     }
@@ -285,25 +308,47 @@ mod tests {
     #[test]
     fn links_as_written_cost_nothing_and_older_changes_give_way() {
         let pending = fold(&[(changes(None, &["acme.com"], &["beta.com"]), 5)]);
-        let (writes, unchanged) = plan_links(&pending, &written(&[("acme.com", Some("7"), 4), ("beta.com", None, 4)]));
-        assert!(writes.is_empty());
-        assert_eq!(unchanged, 2);
-        let (writes, unchanged) = plan_links(&pending, &written(&[("acme.com", None, 6)]));
-        assert_eq!((summary(&writes), unchanged), (vec![("beta.com", false, 5)], 1), "a newer unlink stands");
+        let plan = plan_links(&pending, &written(&[("acme.com", Some("7"), 4), ("beta.com", None, 4)]));
+        assert!(plan.writes.is_empty());
+        assert_eq!(plan.unchanged, 2);
+        let confirmed: Vec<(&str, i64)> =
+            plan.confirmed.iter().map(|(_, key, link)| (key.as_str(), link.at_ms)).collect();
+        assert_eq!(confirmed, [("acme.com", 5), ("beta.com", 5)], "their time moves on, with no call");
+        let plan = plan_links(&pending, &written(&[("acme.com", None, 6)]));
+        assert_eq!((summary(&plan.writes), plan.unchanged), (vec![("beta.com", false, 5)], 1), "a newer unlink stands");
     }
 
     #[test]
     fn a_set_applied_first_keeps_out_what_an_older_set_or_add_named() {
         let newer = fold(&[(changes(Some(&["beta.com"]), &[], &[]), 2)]);
         let mut outbound = OutboundState::default();
-        for write in plan_links(&newer, &outbound).0 {
+        for write in plan_links(&newer, &outbound).writes {
             outbound.record_link(write.to, &write.key, Stamped::new(Some("8".into()), write.at_ms));
         }
         outbound.record_link_set(ObjectType::Companies, 2);
-        let older = fold(&[(changes(Some(&["acme.com"]), &["gamma.com"], &[]), 1)]);
-        let (writes, unchanged) = plan_links(&older, &outbound);
-        assert!(writes.is_empty(), "the older set arrives late and changes nothing: {writes:?}");
-        assert_eq!(unchanged, 2);
+        // Gone was unlinked before either set: an older set naming it, arriving after the newer
+        // set, does not bring it back.
+        outbound.record_link(ObjectType::Companies, "gone.com", Stamped::new(None, 0));
+        let older = fold(&[(changes(Some(&["acme.com", "gone.com"]), &["gamma.com"], &[]), 1)]);
+        let plan = plan_links(&older, &outbound);
+        assert!(plan.writes.is_empty(), "the older set arrives late and changes nothing: {plan:?}");
+        assert_eq!(plan.unchanged, 3);
+    }
+
+    #[test]
+    fn a_link_whose_write_was_announced_and_never_settled_is_written_again() {
+        // Linked to Acme at 1; an unlink at 2 was announced, and its worker stopped.
+        let mut outbound = written(&[("acme.com", Some("7"), 1)]);
+        outbound.linking.insert(ObjectType::Companies, BTreeMap::from([("acme.com".into(), Stamped::new(false, 2))]));
+        let again = fold(&[(changes(None, &["acme.com"], &[]), 3)]);
+        assert_eq!(summary(&plan_links(&again, &outbound).writes), [("acme.com", true, 3)], "not believed linked");
+        let older = fold(&[(changes(None, &["acme.com"], &[]), 1)]);
+        assert!(plan_links(&older, &outbound).writes.is_empty(), "the announced change is newer");
+        let set = fold(&[(changes(Some(&["beta.com"]), &[], &[]), 3)]);
+        let maybe_linked = BTreeMap::from([("gamma.com".into(), Stamped::new(true, 2))]);
+        outbound.linking.insert(ObjectType::Companies, maybe_linked);
+        let writes = plan_links(&set, &outbound).writes;
+        assert_eq!(summary(&writes), [("beta.com", true, 3), ("acme.com", false, 3), ("gamma.com", false, 3)]);
     }
 
     #[test]

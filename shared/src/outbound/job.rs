@@ -59,11 +59,10 @@ impl Record {
         &self.pending.record_key
     }
 
-    /// The first outcome stands, except that a list failure overrides a write's success.
+    /// The first outcome stands, except that a later step (lists, links) going otherwise overrides
+    /// a record HubSpot holds ([`Record::in_hubspot`]).
     pub fn settle(&mut self, outcome: Outcome) {
-        if self.outcome.is_none()
-            || matches!(self.outcome, Some(Outcome::Created | Outcome::Updated | Outcome::Unchanged))
-        {
+        if self.outcome.is_none() || self.in_hubspot() {
             self.outcome = Some(outcome);
         }
     }
@@ -72,9 +71,24 @@ impl Record {
         self.outcome.is_none()
     }
 
-    /// Whether HubSpot holds the record as planned (written, or nothing to write).
+    /// Whether HubSpot holds the record as planned: written, nothing to write, or its values
+    /// superseded by newer ones already written. Its lists and links may change then: a
+    /// change's list memberships and links are its own, whatever became of its fields.
     pub fn in_hubspot(&self) -> bool {
-        matches!(self.outcome, Some(Outcome::Created | Outcome::Updated | Outcome::Unchanged))
+        match &self.outcome {
+            Some(Outcome::Created | Outcome::Updated | Outcome::Unchanged) => true,
+            Some(Outcome::Skipped(reason)) => {
+                self.hubspot_id.is_some() && *reason == SkipReason::Superseded.to_string()
+            }
+            _ => false,
+        }
+    }
+
+    /// Records that something of the change (a link) was written after all.
+    pub fn changed_after_all(&mut self) {
+        if self.in_hubspot() && self.outcome != Some(Outcome::Created) {
+            self.outcome = Some(Outcome::Updated);
+        }
     }
 
     /// Settles a record whose plan left nothing to write.
@@ -306,6 +320,7 @@ async fn save_and_release(claims: &Claims, records: &mut [Record]) {
                 }
                 LinkUpdate::GaveUp { to, key } => outbound.stop_waiting(*to, key),
                 LinkUpdate::Set { to, at_ms } => outbound.record_link_set(*to, *at_ms),
+                LinkUpdate::NotWritten { to, key, at_ms } => outbound.settle_linking(*to, key, *at_ms),
             }
         }
         if outbound == record.state.outbound {

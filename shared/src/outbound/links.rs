@@ -6,8 +6,10 @@
 //! batch endpoints, 100 a call. A link whose other record does not exist yet waits for it:
 //! its message comes back a little later, until [`LINK_WAIT`] has passed since it first
 //! waited; then the link is skipped with the reason. What was written is kept in the record's
-//! outbound state when the claim is given up, so an unchanged link costs no call. Writing a
-//! link again is harmless, so a worker stopping before it saves loses nothing.
+//! outbound state when the claim is given up, so an unchanged link costs no call. Links about to
+//! be written are announced in that state first (`linking`), as values are: a worker stopping
+//! between a call and its record leaves the link in doubt, and the next change of it writes it
+//! again (writing a link twice is harmless) instead of trusting what the state said before.
 //!
 //! Guarantees: a record's links are written and recorded only by the holder of its claim (the
 //! per-record protocol in [`crate::domain::record`]; the store contract suite proves the saved
@@ -15,7 +17,7 @@
 //! keeps its own record of what it wrote: a relation sent from both sides with opposite wishes
 //! ends as the last write made it, so a platform sends each relation from one side.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::deps::Deps;
@@ -24,8 +26,9 @@ use crate::domain::{ConnectionConfig, ObjectType, Stamped};
 use crate::hubspot::associations::{LINK_BATCH_LIMIT, Link};
 use crate::outbound::job::Record;
 use crate::outbound::write::lookup_ids;
-use crate::work::claims::Claims;
-use crate::work::gateway::{HubSpotGateway, item_outcome};
+use crate::ports::OutboundSave;
+use crate::work::claims::{Claims, held};
+use crate::work::gateway::{HubSpotGateway, item_may_have_landed, item_outcome};
 use crate::work::{Outcome, Target};
 
 /// What the link step changes in a record's outbound state, applied when the claim is given up.
@@ -52,6 +55,12 @@ pub(super) enum LinkUpdate {
         to: ObjectType,
         at_ms: i64,
     },
+    /// The announced write of a link (for the change at `at_ms`) is known not to have happened.
+    NotWritten {
+        to: ObjectType,
+        key: String,
+        at_ms: i64,
+    },
 }
 
 /// The shortest and the longest a message waits before its links are tried again: the other
@@ -76,17 +85,19 @@ pub(super) async fn apply(
     records: &mut [Record],
 ) {
     let Some(config) = connection_config.objects.get(&object) else { return };
-    for record in records.iter_mut().filter(|r| r.in_hubspot()) {
+    let mut planned: Vec<(usize, Vec<LinkWrite>)> = Vec::new();
+    for (i, record) in records.iter_mut().enumerate().filter(|(_, r)| r.in_hubspot()) {
+        let plan = plan_links(&record.pending.links, &record.state.outbound);
+        let confirmed = plan.confirmed.into_iter().map(|(to, key, link)| LinkUpdate::Written { to, key, link });
+        record.link_updates.extend(confirmed);
         let sets =
             record.pending.links.iter().filter_map(|(&to, links)| Some(LinkUpdate::Set { to, at_ms: links.set_at? }));
         let sets: Vec<LinkUpdate> = sets.collect();
         record.link_updates.extend(sets);
+        if !plan.writes.is_empty() {
+            planned.push((i, plan.writes));
+        }
     }
-    let planned: Vec<(usize, Vec<LinkWrite>)> = (0..records.len())
-        .filter(|&i| records[i].in_hubspot())
-        .map(|i| (i, plan_links(&records[i].pending.links, &records[i].state.outbound).0))
-        .filter(|(_, writes)| !writes.is_empty())
-        .collect();
     if planned.is_empty() {
         return;
     }
@@ -123,7 +134,46 @@ pub(super) async fn apply(
         pending.iter().for_each(|p| records[p.record].settle(out_of_time.clone()));
         return;
     }
+    let pending = announce(claims, records, pending).await;
     write(deps, gateway, target, (object, config), records, pending).await;
+}
+
+/// Notes the links about to be written in each record's state before the calls (as the job
+/// announces values), so that a worker stopping before it records a call's outcome leaves the
+/// link in doubt, to be written again, rather than believed. A record whose note cannot be
+/// saved is not linked now. Returns the links that may go out.
+async fn announce(claims: &Claims, records: &mut [Record], pending: Vec<Pending>) -> Vec<Pending> {
+    let indexes: BTreeSet<usize> = pending.iter().map(|p| p.record).collect();
+    let saves: Vec<OutboundSave> = indexes
+        .iter()
+        .map(|&i| {
+            let mut outbound = records[i].state.outbound.clone();
+            for p in pending.iter().filter(|p| p.record == i) {
+                let announced = Stamped::new(p.write.linked, p.write.at_ms);
+                outbound.linking.entry(p.write.to).or_default().insert(p.write.key.clone(), announced);
+            }
+            OutboundSave { key: records[i].key.clone(), outbound, release: false }
+        })
+        .collect();
+    match claims.save(&saves).await {
+        Ok(saved) => {
+            let mut announced = BTreeSet::new();
+            for ((&i, save), saved) in indexes.iter().zip(saves).zip(saved) {
+                if saved {
+                    records[i].state.outbound = save.outbound;
+                    announced.insert(i);
+                } else {
+                    records[i].settle(held());
+                }
+            }
+            pending.into_iter().filter(|p| announced.contains(&p.record)).collect()
+        }
+        Err(err) => {
+            let outcome = Outcome::Retry(format!("not linked: its sync state could not be saved: {err}"));
+            indexes.iter().for_each(|&i| records[i].settle(outcome.clone()));
+            Vec::new()
+        }
+    }
 }
 
 /// Finds the HubSpot ids of the records the links need, by (object, key): the pushed records
@@ -240,9 +290,13 @@ async fn write(
                     }
                 })
                 .await;
-            let items: Vec<Result<(), Outcome>> = match answer {
-                Ok(items) => items.into_iter().map(|item| item.map_err(|err| item_outcome(&err))).collect(),
-                Err(failed) => chunk.iter().map(|_| Err(failed.outcome())).collect(),
+            // Each link's outcome, and for a failure whether HubSpot may have made it anyway.
+            let items: Vec<Result<(), (Outcome, bool)>> = match answer {
+                Ok(items) => items
+                    .into_iter()
+                    .map(|item| item.map_err(|err| (item_outcome(&err), item_may_have_landed(&err))))
+                    .collect(),
+                Err(failed) => chunk.iter().map(|_| Err((failed.outcome(), failed.may_have_landed()))).collect(),
             };
             for (p, item) in chunk.iter().zip(items) {
                 let record = &mut records[p.record];
@@ -251,11 +305,15 @@ async fn write(
                         let id = linking.then(|| p.link.to.clone());
                         let link = Stamped::new(id, p.write.at_ms);
                         record.link_updates.push(LinkUpdate::Written { to, key: p.write.key.clone(), link });
-                        if record.outcome == Some(Outcome::Unchanged) {
-                            record.outcome = Some(Outcome::Updated);
-                        }
+                        record.changed_after_all();
                     }
-                    Err(outcome) => record.settle(outcome),
+                    Err((outcome, may_have_landed)) => {
+                        if !may_have_landed {
+                            let (key, at_ms) = (p.write.key.clone(), p.write.at_ms);
+                            record.link_updates.push(LinkUpdate::NotWritten { to, key, at_ms });
+                        }
+                        record.settle(outcome);
+                    }
                 }
             }
         }
