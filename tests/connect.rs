@@ -13,13 +13,6 @@ use hubsync_tests::oauth::{callback, consent, install, query, start};
 use hubsync_tests::world::{CLIENT_ID, CLIENT_SECRET, CONSOLE, REDIRECT_URI, World};
 use time::Duration;
 
-fn token_calls(world: &World) -> u64 {
-    ["/oauth/v1/token", "/oauth/v3/token", "/oauth/2026-03/token"]
-        .iter()
-        .map(|p| world.sim.request_count("POST", p))
-        .sum()
-}
-
 #[tokio::test]
 async fn install_redirects_to_hubspot_with_a_single_use_state() {
     let world = World::new().await;
@@ -155,7 +148,7 @@ async fn missing_required_scopes_are_refused_and_the_grant_revoked() {
     assert_eq!(outcome["hubsync_error"], "missing_scopes", "{outcome:?}");
     assert!(outcome["hubsync_message"].contains("crm.objects.deals.write"));
     assert!(world.deps.store.connections_for_portal(2000).await.unwrap().is_empty());
-    assert_eq!(world.sim.request_count("POST", "/oauth/v3/token/revoke"), 1, "the grant is revoked");
+    assert_eq!(world.sim.request_count("POST", "/oauth/2026-09/token/revoke"), 1, "the grant is revoked");
 }
 
 #[tokio::test]
@@ -210,7 +203,7 @@ async fn concurrent_callers_on_many_instances_cause_one_refresh() {
     let before = world.deps.tokens.access_token(&id).await.unwrap();
 
     world.clock.advance(Duration::minutes(26)); // inside the 5-minute refresh window of a 30-minute token
-    let calls_before = token_calls(&world);
+    let calls_before = world.token_calls();
     let mut instances: Vec<Arc<TokenProvider>> = Vec::new();
     for _ in 0..10 {
         instances.push(world.function(Function::PushWorker).await.tokens);
@@ -226,7 +219,7 @@ async fn concurrent_callers_on_many_instances_cause_one_refresh() {
     for handle in handles {
         tokens.push(handle.await.unwrap());
     }
-    assert_eq!(token_calls(&world) - calls_before, 1, "exactly one refresh");
+    assert_eq!(world.token_calls() - calls_before, 1, "exactly one refresh");
     assert!(tokens.iter().all(|t| t == &tokens[0]), "everyone got the refreshed token");
     assert_ne!(tokens[0], before);
 }
@@ -253,7 +246,7 @@ async fn a_401_refreshes_once_and_the_call_succeeds() {
     let id = hubsync::domain::ConnectionId::new(install(&world, key.expose()).await);
     let token = world.deps.tokens.access_token(&id).await.unwrap();
     world.sim.expire_access_token(token.expose());
-    let calls_before = token_calls(&world);
+    let calls_before = world.token_calls();
 
     let connection = world.deps.store.get_connection(&id).await.unwrap().unwrap();
     let schemas =
@@ -261,7 +254,7 @@ async fn a_401_refreshes_once_and_the_call_succeeds() {
             .await
             .unwrap();
     assert!(schemas[&hubsync::domain::ObjectType::Contacts].properties.iter().any(|p| p.name == "email"));
-    assert_eq!(token_calls(&world) - calls_before, 1);
+    assert_eq!(world.token_calls() - calls_before, 1);
 }
 
 #[tokio::test]
@@ -278,9 +271,9 @@ async fn rotating_the_client_secret_while_workers_are_warm_needs_no_reauthorisat
     world.sim.add_app(CLIENT_ID, "sim-client-secret-rotated");
     world.rotate_client_secret("sim-client-secret-rotated").await;
     world.clock.advance(Duration::minutes(40));
-    let calls_before = token_calls(&world);
+    let calls_before = world.token_calls();
     worker.tokens.access_token(&id).await.expect("refreshed with the secret read again");
-    assert_eq!(token_calls(&world) - calls_before, 2, "refused with the old secret, then refreshed with the new");
+    assert_eq!(world.token_calls() - calls_before, 2, "refused with the old secret, then refreshed with the new");
     let connection = world.deps.store.get_connection(&id).await.unwrap().unwrap();
     assert_eq!(connection.status, ConnectionStatus::Active);
 }

@@ -231,7 +231,7 @@ async fn batch_upsert_of_250_inputs_takes_three_calls() {
 
     let outcome = contacts.batch_upsert("email", &inputs).await;
     assert_eq!(outcome.calls, 3);
-    assert_eq!(s.sim.request_count("POST", "/crm/v3/objects/contacts/batch/upsert"), 3);
+    assert_eq!(s.sim.request_count("POST", "/crm/objects/2026-09/contacts/batch/upsert"), 3);
     assert_eq!(outcome.items.len(), 250);
     assert!(outcome.all_succeeded(), "{:?}", outcome.items.iter().find(|i| i.is_err()));
     for (input, item) in inputs.iter().zip(&outcome.items) {
@@ -407,7 +407,7 @@ async fn server_errors_are_retryable() {
     s.sim.inject_fault(Fault {
         kind: FaultKind::ServerError(503),
         rate: 1.0,
-        path_prefix: Some("/crm/v3/objects/contacts/batch".into()),
+        path_prefix: Some("/crm/objects/2026-09/contacts/batch".into()),
         remaining: None,
     });
     let inputs: Vec<UpsertInput> = (0..150)

@@ -8,7 +8,7 @@ use hubsync::hubspot::{ErrorClass, HubSpotClient, HubSpotError, ListProcessing, 
 use serde_json::json;
 
 const SCOPES: &[&str] = &["oauth", "crm.objects.contacts.read", "crm.lists.read", "crm.lists.write"];
-const ADD_ROUTE: &str = "/crm/v3/lists/{listId}/memberships/add";
+const ADD_ROUTE: &str = "/crm/lists/2026-09/{listId}/memberships/add";
 
 struct Setup {
     sim: RunningSimulator,
@@ -145,6 +145,6 @@ async fn large_changes_are_sent_in_chunks() {
     let exactly = lists.remove(&list.list_id, &ids[..MEMBERSHIP_CHUNK]).await.unwrap();
     assert_eq!(exactly.calls, 1);
     assert_eq!(exactly.removed.len(), MEMBERSHIP_CHUNK);
-    assert_eq!(s.sim.request_count("PUT", "/crm/v3/lists/{listId}/memberships/remove"), 1);
+    assert_eq!(s.sim.request_count("PUT", "/crm/lists/2026-09/{listId}/memberships/remove"), 1);
     assert_eq!(s.sim.list_members(DEFAULT_PORTAL, &list.list_id), ids[MEMBERSHIP_CHUNK..]);
 }

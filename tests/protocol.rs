@@ -192,7 +192,7 @@ fn a_persons_edit_a_push_overwrote_is_written_back_only_once_the_platform_has_it
         deployment.sim.inject_fault(Fault {
             kind: FaultKind::Latency(Duration::from_secs(2)),
             rate: 1.0,
-            path_prefix: Some("/crm/v3/objects/contacts/batch/upsert".into()),
+            path_prefix: Some("/crm/objects/2026-09/contacts/batch/upsert".into()),
             remaining: Some(1),
         });
         let pushed = push(&connection, json!({ "first_name": "Augusta" }), deployment.clock.now_ms());

@@ -331,7 +331,7 @@ async fn a_search_refused_for_the_secondly_limit_is_tried_again_within_the_job()
     setup.world.sim.inject_fault(Fault {
         kind: FaultKind::TooManyRequests,
         rate: 1.0,
-        path_prefix: Some("/crm/v3/objects/contacts/search".into()),
+        path_prefix: Some("/crm/objects/2026-09/contacts/search".into()),
         remaining: Some(1),
     });
     pull(&setup, ObjectType::Contacts, SyncFlow::Enrichment, None).await.unwrap();

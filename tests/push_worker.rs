@@ -34,7 +34,7 @@ async fn upsert_mode_creates_then_updates_in_calls_of_100_and_skips_unchanged_re
 
     setup.send(&users(&setup, 150, "Ada", "2026-01-01T00:00:00Z")).await;
     assert!(setup.drain().await.is_empty());
-    assert_eq!(setup.world.sim.request_count("POST", "/crm/v3/objects/contacts/batch/upsert"), 2);
+    assert_eq!(setup.world.sim.request_count("POST", "/crm/objects/2026-09/contacts/batch/upsert"), 2);
     let ada = setup.contact("user7@example.com").expect("created in HubSpot");
     assert_eq!((ada["firstname"].as_str(), ada["num_employees"].as_str()), (Some("Ada 7"), Some("7")));
     assert_eq!(setup.counts().await.created, 150);
@@ -225,7 +225,7 @@ async fn outages_are_retried_with_backoff_then_parked_with_the_reason_and_redriv
     setup.world.sim.inject_fault(Fault {
         kind: FaultKind::ServerError(503),
         rate: 1.0,
-        path_prefix: Some("/crm/v3/objects/contacts/batch".into()),
+        path_prefix: Some("/crm/objects/2026-09/contacts/batch".into()),
         remaining: None,
     });
     setup.send(&users(&setup, 1, "Ada", "2026-01-01T00:00:00Z")).await;
@@ -267,10 +267,10 @@ async fn an_expired_access_token_is_renewed_once_and_the_push_goes_through() {
     let setup = PushSetup::new(contacts_config("upsert")).await;
     let token = setup.world.deps.tokens.access_token(&setup.connection.id).await.unwrap();
     setup.world.sim.expire_access_token(token.expose());
-    let refreshes = setup.world.sim.request_count("POST", "/oauth/v3/token");
+    let refreshes = setup.world.sim.request_count("POST", "/oauth/2026-09/token");
     setup.send(&users(&setup, 3, "Ada", "2026-01-01T00:00:00Z")).await;
     assert!(setup.drain().await.is_empty());
-    assert_eq!(setup.world.sim.request_count("POST", "/oauth/v3/token"), refreshes + 1);
+    assert_eq!(setup.world.sim.request_count("POST", "/oauth/2026-09/token"), refreshes + 1);
     assert_eq!(setup.counts().await.created, 3);
 }
 

@@ -96,7 +96,8 @@ fn link_calls(setup: &PushSetup) -> u64 {
         .iter()
         .flat_map(|from| ["contacts", "companies", "deals"].map(|to| (from.to_string(), to)))
         .flat_map(|(from, to)| {
-            ["associate/default", "archive"].map(|action| format!("/crm/v4/associations/{from}/{to}/batch/{action}"))
+            ["associate/default", "archive"]
+                .map(|action| format!("/crm/associations/2026-09/{from}/{to}/batch/{action}"))
         })
         .map(|path| sim.request_count("POST", &path))
         .sum()
@@ -111,7 +112,7 @@ async fn a_company_pushed_first_is_linked_to_its_contact_at_once_by_the_id_hubsy
     let setup = setup().await;
     setup.send(&[setup.change("company", "acme.com", json!({ "name": "Acme" }), T1)]).await;
     assert!(setup.drain().await.is_empty());
-    let searches = setup.world.sim.request_count("POST", "/crm/v3/objects/companies/search");
+    let searches = setup.world.sim.request_count("POST", "/crm/objects/2026-09/companies/search");
 
     let ada = json!({ "companies": { "add": ["https://www.Acme.com"] } });
     setup.send(&[message(&setup, "contact", "ada@example.com", json!({ "first_name": "Ada" }), ada, T2)]).await;
@@ -121,7 +122,7 @@ async fn a_company_pushed_first_is_linked_to_its_contact_at_once_by_the_id_hubsy
     let acme = id_of(&setup, "companies", "domain", "acme.com");
     assert_eq!(linked(&setup, ("companies", &acme), "contacts", "email"), ["ada@example.com"], "both directions");
     assert_eq!(
-        setup.world.sim.request_count("POST", "/crm/v3/objects/companies/search"),
+        setup.world.sim.request_count("POST", "/crm/objects/2026-09/companies/search"),
         searches,
         "the company's id came from its sync state, not a search"
     );

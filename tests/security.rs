@@ -566,14 +566,6 @@ async fn a_tenant_cannot_tell_another_tenants_connections_from_missing_ones_nor_
 // OAuth install
 // ---------------------------------------------------------------------------------------------
 
-/// Calls to HubSpot's token endpoint: each is a code exchanged (or a token refreshed).
-fn token_calls(world: &World) -> u64 {
-    ["/oauth/v1/token", "/oauth/v3/token", "/oauth/2026-03/token"]
-        .iter()
-        .map(|p| world.sim.request_count("POST", p))
-        .sum()
-}
-
 fn install_with_query(query: &str) -> Event {
     Event::get(&format!("/oauth/install?{query}"))
 }
@@ -667,7 +659,7 @@ async fn forged_altered_and_expired_states_are_refused_before_the_code_is_spent(
     let mut altered = state.to_string().into_bytes();
     altered[0] = if altered[0] == b'A' { b'B' } else { b'A' };
     let altered = String::from_utf8(altered).unwrap();
-    let tokens_before = token_calls(&world);
+    let tokens_before = world.token_calls();
 
     let forged = [
         format!("code={code}&state=forged"),
@@ -686,7 +678,7 @@ async fn forged_altered_and_expired_states_are_refused_before_the_code_is_spent(
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}: {}", reply.body);
         assert!(reply.headers.get("location").is_none(), "{query}");
     }
-    assert_eq!(token_calls(&world), tokens_before, "no code was exchanged");
+    assert_eq!(world.token_calls(), tokens_before, "no code was exchanged");
     assert!(world.deps.store.list_connections(&TenantId::new("acme")).await.unwrap().is_empty());
 
     // The genuine state and code still work: the forgeries spent neither.
@@ -697,11 +689,11 @@ async fn forged_altered_and_expired_states_are_refused_before_the_code_is_spent(
     let globex = world.tenant("globex").await;
     let late_reply = consent(&start(&world, globex.expose()).await).await;
     world.clock.advance(time::Duration::minutes(11));
-    let tokens_before = token_calls(&world);
+    let tokens_before = world.token_calls();
     let late = callback(&world, &late_reply).await;
     assert_eq!(late.status, StatusCode::BAD_REQUEST);
     assert!(late.headers.get("location").is_none());
-    assert_eq!(token_calls(&world), tokens_before);
+    assert_eq!(world.token_calls(), tokens_before);
     assert!(world.deps.store.list_connections(&TenantId::new("globex")).await.unwrap().is_empty());
 }
 
@@ -723,11 +715,11 @@ async fn a_state_is_spent_by_its_first_use_even_at_the_same_time_or_when_the_ins
     let params = query(&format!("https://x/?{hubspot_reply}"));
     let denied = callback(&world, &format!("error=access_denied&state={}", params["state"])).await;
     assert_eq!(query(denied.location())["hubsync_error"], "access_denied");
-    let tokens_before = token_calls(&world);
+    let tokens_before = world.token_calls();
     let reused = callback(&world, &hubspot_reply).await;
     assert_eq!(reused.status, StatusCode::BAD_REQUEST, "{}", reused.body);
     assert!(reused.headers.get("location").is_none());
-    assert_eq!(token_calls(&world), tokens_before, "the code was not exchanged");
+    assert_eq!(world.token_calls(), tokens_before, "the code was not exchanged");
 }
 
 #[tokio::test]

@@ -487,7 +487,7 @@ async fn a_refused_write_leaves_no_trace_and_the_same_value_set_in_hubspot_is_ne
     setup.world.sim.inject_fault(hubspot_sim::Fault {
         kind: hubspot_sim::FaultKind::ServerError(400),
         rate: 1.0,
-        path_prefix: Some("/crm/v3/objects/contacts/batch/upsert".into()),
+        path_prefix: Some("/crm/objects/2026-09/contacts/batch/upsert".into()),
         remaining: Some(1),
     });
     let changed_at = setup.world.deps.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap();

@@ -171,6 +171,7 @@ pub async fn start(options: LocalOptions) -> Result<RunningLocal, LocalError> {
     let settings = Settings {
         hubspot_api_url: api_url.clone(),
         hubspot_app_url: app_url.clone(),
+        hubspot_api_version: Default::default(),
         oauth_redirect_uri: redirect_uri,
         // Derived from the tenant's field catalogue, as in a deployment that names none.
         required_scopes: None,

@@ -6,7 +6,7 @@ use aws_config::SdkConfig;
 
 use crate::adapters::{AppSecretDataKeys, DynamoStore, KmsDataKeys, SecretsManagerSource, SqsQueue, load_aws_config};
 use crate::connect::tokens::TokenProvider;
-use crate::hubspot::HubSpotClient;
+use crate::hubspot::{ClientOptions, HubSpotClient};
 use crate::inbound::PlatformClient;
 use crate::inbound::destination::IngestPolicy;
 use crate::ports::{Clock, DataKeys, IdSource, Queue, RandomIds, SecretSource, Store, SystemClock};
@@ -82,7 +82,12 @@ impl Deps {
     pub async fn from_env() -> Result<Deps, BoxError> {
         let settings = Settings::from_env()?;
         let resources = AwsResources::from_env()?;
-        let hubspot = HubSpotClient::new(&settings.hubspot_api_url, &settings.hubspot_app_url)?;
+        let hubspot = HubSpotClient::with_options(ClientOptions {
+            api_base_url: settings.hubspot_api_url.clone(),
+            app_base_url: settings.hubspot_app_url.clone(),
+            api_version: settings.hubspot_api_version.clone(),
+            ..ClientOptions::default()
+        })?;
         Ok(Deps::on_aws(&load_aws_config().await, &resources, hubspot, settings, Arc::new(SystemClock)))
     }
 

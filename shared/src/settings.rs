@@ -2,6 +2,8 @@
 
 use std::env;
 
+use crate::hubspot::ApiVersion;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("environment variable {0} is required")]
@@ -16,6 +18,8 @@ pub struct Settings {
     pub hubspot_api_url: String,
     /// HubSpot's app base, for the authorize page (`https://app.hubspot.com`).
     pub hubspot_app_url: String,
+    /// The HubSpot API version every call uses (`2026-09`, or `legacy` for the v1-v4 paths).
+    pub hubspot_api_version: ApiVersion,
     /// This deployment's `/oauth/callback` URL, as registered in the HubSpot app.
     pub oauth_redirect_uri: String,
     /// Scopes every install must grant, when the deployment names them; unset, they follow
@@ -73,6 +77,13 @@ impl Settings {
         Ok(Settings {
             hubspot_api_url: var("HUBSYNC_HUBSPOT_API_URL").unwrap_or_else(|| "https://api.hubapi.com".into()),
             hubspot_app_url: var("HUBSYNC_HUBSPOT_APP_URL").unwrap_or_else(|| "https://app.hubspot.com".into()),
+            hubspot_api_version: match var("HUBSYNC_HUBSPOT_API_VERSION") {
+                None => ApiVersion::default(),
+                Some(version) => version
+                    .trim()
+                    .parse()
+                    .map_err(|reason| SettingsError::Invalid { name: "HUBSYNC_HUBSPOT_API_VERSION", reason })?,
+            },
             oauth_redirect_uri: required("HUBSYNC_OAUTH_REDIRECT_URI")?,
             required_scopes: var("HUBSYNC_REQUIRED_SCOPES").map(|v| list(&v)),
             optional_scopes: var("HUBSYNC_OPTIONAL_SCOPES").map(|v| list(&v)),
@@ -119,6 +130,7 @@ mod tests {
         assert_eq!(settings.required_scopes, None, "derived from the catalogue");
         assert_eq!(settings.default_ingest_url, None);
         assert!(!settings.allow_shared_portals);
+        assert_eq!(settings.hubspot_api_version, ApiVersion::default(), "HubSpot's newest version");
     }
 
     #[test]
@@ -132,5 +144,15 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("HUBSYNC_ALLOW_SHARED_PORTALS"));
+        let err = from(&[
+            ("HUBSYNC_OAUTH_REDIRECT_URI", "https://s/cb"),
+            ("HUBSYNC_ALLOWED_RETURN_ORIGINS", "https://c"),
+            ("HUBSYNC_HUBSPOT_API_VERSION", "v4"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("HUBSYNC_HUBSPOT_API_VERSION") && err.to_string().contains("2026-09"),
+            "{err}"
+        );
     }
 }

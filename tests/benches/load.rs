@@ -293,8 +293,8 @@ async fn main() {
         not_enqueued: AtomicUsize::new(0),
     });
     let watcher = tokio::spawn(watch_platform(local.platform.watch(), traffic.clone()));
-    let reads = || sim.request_count("POST", "/crm/v3/objects/contacts/batch/read");
-    let upserts = || sim.request_count("POST", "/crm/v3/objects/contacts/batch/upsert");
+    let reads = || sim.request_count("POST", "/crm/objects/2026-09/contacts/batch/read");
+    let upserts = || sim.request_count("POST", "/crm/objects/2026-09/contacts/batch/upsert");
     let (reads_before, upserts_before, cpu_before) = (reads(), upserts(), process_cpu_seconds());
 
     let started = Instant::now();

@@ -91,8 +91,8 @@ async fn main() {
          search {SEARCH_PER_SECOND}/s × {SEARCH_PAGE}, list {LIMIT_PER_10S} per 10 s × {LIST_PAGE}"
     );
 
-    let searches = || sim.request_count("POST", "/crm/v3/objects/contacts/search");
-    let lists = || sim.request_count("GET", "/crm/v3/objects/contacts");
+    let searches = || sim.request_count("POST", "/crm/objects/2026-09/contacts/search");
+    let lists = || sim.request_count("GET", "/crm/objects/2026-09/contacts");
     let mut phases = Vec::new();
 
     let (calls_before, cpu_before, started) = (searches(), process_cpu_seconds(), Instant::now());

@@ -55,7 +55,7 @@ async fn main() {
     .unwrap();
     configs::save(&deps, &connection, &config).await.expect("config saved");
     let sim = local.simulator.as_ref().expect("the simulator runs");
-    let upserts = || sim.request_count("POST", "/crm/v3/objects/contacts/batch/upsert");
+    let upserts = || sim.request_count("POST", "/crm/objects/2026-09/contacts/batch/upsert");
 
     println!(
         "push benchmark: {records} contacts, {workers} concurrent workers, batches of {BATCH}, limit {LIMIT_PER_10S} per 10 s"

@@ -171,7 +171,9 @@ impl PushSetup {
     pub fn hubspot_writes(&self, object: &str) -> u64 {
         ["upsert", "create", "update"]
             .iter()
-            .map(|action| self.world.sim.request_count("POST", &format!("/crm/v3/objects/{object}/batch/{action}")))
+            .map(|action| {
+                self.world.sim.request_count("POST", &format!("/crm/objects/2026-09/{object}/batch/{action}"))
+            })
             .sum()
     }
 }

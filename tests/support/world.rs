@@ -63,6 +63,7 @@ pub fn settings(api_url: &str) -> Settings {
     Settings {
         hubspot_api_url: api_url.to_string(),
         hubspot_app_url: api_url.to_string(),
+        hubspot_api_version: Default::default(),
         oauth_redirect_uri: REDIRECT_URI.to_string(),
         // Derived from the tenant's field catalogue, as in a deployment that names none.
         required_scopes: None,
@@ -82,6 +83,15 @@ pub fn settings(api_url: &str) -> Settings {
 }
 
 impl World {
+    /// Calls to HubSpot's token endpoint, whatever its version: each is a code exchanged (or a
+    /// token refreshed).
+    pub fn token_calls(&self) -> u64 {
+        ["/oauth/v1/token", "/oauth/v3/token", "/oauth/2026-03/token", "/oauth/2026-09/token"]
+            .iter()
+            .map(|p| self.sim.request_count("POST", p))
+            .sum()
+    }
+
     pub async fn new() -> World {
         World::with(SimConfig::default(), |_| {}).await
     }

@@ -18,7 +18,7 @@ impl ObjectType {
     /// The objects a connection can sync.
     pub const ALL: [ObjectType; 3] = [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals];
 
-    /// The name HubSpot uses in paths (`/crm/v3/objects/contacts`).
+    /// The name HubSpot uses in paths (`/crm/objects/2026-09/contacts`).
     pub fn api_name(self) -> &'static str {
         match self {
             ObjectType::Contacts => "contacts",

@@ -1,4 +1,5 @@
-//! The app's webhook settings and subscriptions (HubSpot's webhooks API, `/webhooks/v3/{appId}/...`),
+//! The app's webhook settings and subscriptions (HubSpot's webhooks API: `/webhooks/v3/{appId}/...`, from
+//! version 2026-09 `/app-webhooks/{version}/{appId}/...`),
 //! managed with the developer account's API key, sent as the `hapikey` query parameter as
 //! HubSpot's reference for legacy public apps documents it. HubSpot sends a property's changes
 //! only to an app subscribed to that property, and creates a subscription paused unless it is
@@ -8,7 +9,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::client::{HubSpotClient, Reply, paths};
+use super::client::{HubSpotClient, Reply};
 use super::error::HubSpotError;
 use crate::domain::Secret;
 
@@ -82,7 +83,7 @@ impl AppWebhooks<'_> {
     /// The target URL and concurrency, or `None` before any was set.
     pub async fn settings(&self) -> Result<Option<AppWebhookSettings>, HubSpotError> {
         let op = "get webhook settings";
-        match self.call(op, Method::GET, &paths::webhook_settings(&self.app_id), None).await {
+        match self.call(op, Method::GET, &self.client.paths.webhook_settings(&self.app_id), None).await {
             Ok(reply) => {
                 let settings: SettingsReply = reply.json(op)?;
                 Ok(Some(AppWebhookSettings {
@@ -101,7 +102,7 @@ impl AppWebhooks<'_> {
             "targetUrl": settings.target_url,
             "throttling": { "maxConcurrentRequests": settings.max_concurrent_requests },
         });
-        self.call(op, Method::PUT, &paths::webhook_settings(&self.app_id), Some(&body)).await?;
+        self.call(op, Method::PUT, &self.client.paths.webhook_settings(&self.app_id), Some(&body)).await?;
         Ok(())
     }
 
@@ -109,7 +110,7 @@ impl AppWebhooks<'_> {
     pub async fn subscriptions(&self) -> Result<Vec<AppSubscription>, HubSpotError> {
         let op = "list webhook subscriptions";
         let list: SubscriptionList =
-            self.call(op, Method::GET, &paths::webhook_subscriptions(&self.app_id), None).await?.json(op)?;
+            self.call(op, Method::GET, &self.client.paths.webhook_subscriptions(&self.app_id), None).await?.json(op)?;
         Ok(list.results)
     }
 
@@ -120,7 +121,7 @@ impl AppWebhooks<'_> {
         if let Some(property) = property_name {
             body["propertyName"] = json!(property);
         }
-        self.call(op, Method::POST, &paths::webhook_subscriptions(&self.app_id), Some(&body)).await?.json(op)
+        self.call(op, Method::POST, &self.client.paths.webhook_subscriptions(&self.app_id), Some(&body)).await?.json(op)
     }
 
     /// Activates paused subscriptions, in one batch call.
@@ -143,7 +144,7 @@ impl AppWebhooks<'_> {
             .call(
                 op,
                 Method::POST,
-                &paths::webhook_subscriptions_batch_update(&self.app_id),
+                &self.client.paths.webhook_subscriptions_batch_update(&self.app_id),
                 Some(&json!({ "inputs": inputs })),
             )
             .await?;

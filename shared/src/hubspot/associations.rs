@@ -8,7 +8,6 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::client::paths;
 use super::error::{ErrorBody, HubSpotError};
 use super::{HubSpotClient, ItemError, lenient};
 use crate::domain::{AssociationLabel, ObjectType, Secret};
@@ -68,7 +67,7 @@ impl HubSpotClient {
         ids: &[String],
     ) -> Result<BTreeMap<String, Vec<String>>, HubSpotError> {
         let op = format!("read {from} to {to} associations");
-        let segments = paths::associations_batch(from, to, "read");
+        let segments = self.paths.associations_batch(from, to, "read");
         let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
         // A page asked for once is not asked for again, whatever HubSpot's `after` says.
         let mut asked: HashSet<(String, Option<String>)> = HashSet::new();
@@ -165,7 +164,7 @@ impl HubSpotClient {
         body: Value,
         links: &[Link],
     ) -> Result<Vec<Result<(), ItemError>>, HubSpotError> {
-        let segments = paths::associations_batch(from, to, action);
+        let segments = self.paths.associations_batch(from, to, action);
         let reply = self.call_with_token(op, token, Method::POST, &segments, Some(&body), &[]).await?;
         let answer: WriteBody = if reply.body.is_empty() { WriteBody::default() } else { reply.json(op)? };
         let mut outcomes: Vec<Result<(), ItemError>> = links.iter().map(|_| Ok(())).collect();

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::HubSpotError;
 use super::rate_limit::RateLimit;
-use crate::domain::Secret;
+use crate::domain::{ObjectType, Secret};
 use crate::transport::{Network, ReadError, Transport, read_limited};
 
 /// HubSpot's API host.
@@ -17,81 +17,152 @@ pub const DEFAULT_API_BASE_URL: &str = "https://api.hubapi.com";
 /// HubSpot's app host, where users see the consent page.
 pub const DEFAULT_APP_BASE_URL: &str = "https://app.hubspot.com";
 
-/// Where each endpoint lives. The legacy paths put the version before the resource
-/// (`/crm/v3/objects/contacts`), the date-versioned ones after the API name
-/// (`/crm/objects/2026-03/contacts`); every path is built here, so that move is one change.
-pub(crate) mod paths {
-    use crate::domain::ObjectType;
+/// The newest generally available HubSpot API version, which hubsync targets by default.
+pub const CURRENT_API_VERSION: &str = "2026-09";
 
-    pub const CRM_VERSION: &str = "v3";
-    pub const OAUTH_VERSION: &str = "v3";
+/// Which of HubSpot's API versions hubsync calls (the `HUBSYNC_HUBSPOT_API_VERSION` setting).
+/// HubSpot versions its public APIs by date, a new version each March and September, each
+/// supported for 18 months (developers.hubspot.com, "Developer platform and API versioning");
+/// the v1–v4 paths are the legacy track, unsupported from September 2027.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// A date version (`2026-09`): it goes after the API's name (`/crm/objects/2026-09/contacts`).
+    Dated(String),
+    /// The v1–v4 paths (`/crm/v3/objects/contacts`, `/crm/v4/associations/…`, `/oauth/v3/token`).
+    Legacy,
+}
 
-    pub fn oauth_token() -> Vec<&'static str> {
-        vec!["oauth", OAUTH_VERSION, "token"]
+impl Default for ApiVersion {
+    fn default() -> Self {
+        ApiVersion::Dated(CURRENT_API_VERSION.to_string())
+    }
+}
+
+impl std::str::FromStr for ApiVersion {
+    type Err = String;
+
+    /// `legacy`, or a March or September date version such as `2026-09`.
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == "legacy" {
+            return Ok(ApiVersion::Legacy);
+        }
+        let (year, month) = value.split_once('-').unwrap_or_default();
+        if year.len() == 4 && year.chars().all(|c| c.is_ascii_digit()) && matches!(month, "03" | "09") {
+            return Ok(ApiVersion::Dated(value.to_string()));
+        }
+        Err(format!(
+            "`{value}` is not a HubSpot API version: name a date version such as {CURRENT_API_VERSION} \
+             (HubSpot releases one each March and September), or `legacy` for the v1-v4 paths"
+        ))
+    }
+}
+
+/// Where each endpoint lives, for one API version. The legacy paths put the version before the
+/// resource (`/crm/v3/objects/contacts`), the dated ones after the API's name
+/// (`/crm/objects/2026-09/contacts`); every path is built here, so moving to the next version
+/// is one setting.
+#[derive(Debug, Clone)]
+pub(crate) struct Paths(ApiVersion);
+
+impl Paths {
+    /// `crm/{legacy}/{family}` or `crm/{family}/{date}`, then `rest`.
+    fn crm<'a>(&'a self, family: &'static str, legacy: &'static str, rest: &[&'a str]) -> Vec<&'a str> {
+        let mut path = match &self.0 {
+            ApiVersion::Legacy => vec!["crm", legacy, family],
+            ApiVersion::Dated(date) => vec!["crm", family, date.as_str()],
+        };
+        path.extend_from_slice(rest);
+        path
     }
 
-    pub fn oauth_introspect() -> Vec<&'static str> {
-        vec!["oauth", OAUTH_VERSION, "token", "introspect"]
+    /// `oauth/v3/…` or `oauth/{date}/…`.
+    fn oauth<'a>(&'a self, rest: &[&'a str]) -> Vec<&'a str> {
+        let mut path = match &self.0 {
+            ApiVersion::Legacy => vec!["oauth", "v3"],
+            ApiVersion::Dated(date) => vec!["oauth", date.as_str()],
+        };
+        path.extend_from_slice(rest);
+        path
     }
 
-    pub fn oauth_revoke() -> Vec<&'static str> {
-        vec!["oauth", OAUTH_VERSION, "token", "revoke"]
+    pub fn oauth_token(&self) -> Vec<&str> {
+        self.oauth(&["token"])
     }
 
-    /// On the app host, not the API host.
+    pub fn oauth_introspect(&self) -> Vec<&str> {
+        self.oauth(&["token", "introspect"])
+    }
+
+    pub fn oauth_revoke(&self) -> Vec<&str> {
+        self.oauth(&["token", "revoke"])
+    }
+
+    /// On the app host, not the API host; not versioned.
     pub fn oauth_authorize() -> Vec<&'static str> {
         vec!["oauth", "authorize"]
     }
 
-    pub fn objects(object: ObjectType) -> Vec<&'static str> {
-        vec!["crm", CRM_VERSION, "objects", object.api_name()]
+    pub fn objects(&self, object: ObjectType) -> Vec<&str> {
+        self.crm("objects", "v3", &[object.api_name()])
     }
 
-    pub fn object(object: ObjectType, id: &str) -> Vec<&str> {
-        vec!["crm", CRM_VERSION, "objects", object.api_name(), id]
+    pub fn object<'a>(&'a self, object: ObjectType, id: &'a str) -> Vec<&'a str> {
+        self.crm("objects", "v3", &[object.api_name(), id])
     }
 
-    pub fn batch(object: ObjectType, action: &'static str) -> Vec<&'static str> {
-        vec!["crm", CRM_VERSION, "objects", object.api_name(), "batch", action]
+    pub fn batch<'a>(&'a self, object: ObjectType, action: &'a str) -> Vec<&'a str> {
+        self.crm("objects", "v3", &[object.api_name(), "batch", action])
     }
 
-    pub fn properties(object: ObjectType) -> Vec<&'static str> {
-        vec!["crm", CRM_VERSION, "properties", object.api_name()]
+    pub fn search(&self, object: ObjectType) -> Vec<&str> {
+        self.crm("objects", "v3", &[object.api_name(), "search"])
     }
 
-    pub fn search(object: ObjectType) -> Vec<&'static str> {
-        vec!["crm", CRM_VERSION, "objects", object.api_name(), "search"]
+    pub fn properties(&self, object: ObjectType) -> Vec<&str> {
+        self.crm("properties", "v3", &[object.api_name()])
     }
 
     /// `action`: `read`, `associate/default`, `create` or `archive`.
-    pub fn associations_batch(from: ObjectType, to: ObjectType, action: &str) -> Vec<&str> {
-        let mut path = vec!["crm", "v4", "associations", from.api_name(), to.api_name(), "batch"];
+    pub fn associations_batch<'a>(&'a self, from: ObjectType, to: ObjectType, action: &'a str) -> Vec<&'a str> {
+        let mut path = self.crm("associations", "v4", &[from.api_name(), to.api_name(), "batch"]);
         path.extend(action.split('/'));
         path
     }
 
-    pub fn lists() -> Vec<&'static str> {
-        vec!["crm", CRM_VERSION, "lists"]
+    pub fn lists(&self) -> Vec<&str> {
+        self.crm("lists", "v3", &[])
     }
 
-    pub fn list(list_id: &str) -> Vec<&str> {
-        vec!["crm", CRM_VERSION, "lists", list_id]
+    pub fn list<'a>(&'a self, list_id: &'a str) -> Vec<&'a str> {
+        self.crm("lists", "v3", &[list_id])
     }
 
-    pub fn memberships<'a>(list_id: &'a str, action: &'a str) -> Vec<&'a str> {
-        vec!["crm", CRM_VERSION, "lists", list_id, "memberships", action]
+    pub fn memberships<'a>(&'a self, list_id: &'a str, action: &'a str) -> Vec<&'a str> {
+        self.crm("lists", "v3", &[list_id, "memberships", action])
     }
 
-    pub fn webhook_settings(app_id: &str) -> Vec<&str> {
-        vec!["webhooks", "v3", app_id, "settings"]
+    /// The webhooks API: `webhooks/v3/{appId}`, `webhooks/2026-03/{appId}`, and from 2026-09
+    /// `app-webhooks/{date}/{appId}`.
+    fn webhooks<'a>(&'a self, app_id: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+        let mut path = match &self.0 {
+            ApiVersion::Legacy => vec!["webhooks", "v3", app_id],
+            ApiVersion::Dated(date) if date.as_str() >= "2026-09" => vec!["app-webhooks", date.as_str(), app_id],
+            ApiVersion::Dated(date) => vec!["webhooks", date.as_str(), app_id],
+        };
+        path.extend_from_slice(rest);
+        path
     }
 
-    pub fn webhook_subscriptions(app_id: &str) -> Vec<&str> {
-        vec!["webhooks", "v3", app_id, "subscriptions"]
+    pub fn webhook_settings<'a>(&'a self, app_id: &'a str) -> Vec<&'a str> {
+        self.webhooks(app_id, &["settings"])
     }
 
-    pub fn webhook_subscriptions_batch_update(app_id: &str) -> Vec<&str> {
-        vec!["webhooks", "v3", app_id, "subscriptions", "batch", "update"]
+    pub fn webhook_subscriptions<'a>(&'a self, app_id: &'a str) -> Vec<&'a str> {
+        self.webhooks(app_id, &["subscriptions"])
+    }
+
+    pub fn webhook_subscriptions_batch_update<'a>(&'a self, app_id: &'a str) -> Vec<&'a str> {
+        self.webhooks(app_id, &["subscriptions", "batch", "update"])
     }
 }
 
@@ -106,6 +177,7 @@ pub struct ClientOptions {
     /// Responses larger than this are refused rather than read: a batch of 100 records or a
     /// portal's property list is well under 1 MB.
     pub max_response_bytes: usize,
+    pub api_version: ApiVersion,
 }
 
 impl Default for ClientOptions {
@@ -116,6 +188,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             max_response_bytes: 8 * 1024 * 1024,
+            api_version: ApiVersion::default(),
         }
     }
 }
@@ -134,6 +207,7 @@ pub struct HubSpotClient {
     app_base: Url,
     timeout: Duration,
     max_response_bytes: usize,
+    pub(crate) paths: Paths,
 }
 
 impl std::fmt::Debug for HubSpotClient {
@@ -185,6 +259,7 @@ impl HubSpotClient {
             app_base: base_url("app", &options.app_base_url)?,
             timeout: options.timeout,
             max_response_bytes: options.max_response_bytes,
+            paths: Paths(options.api_version),
         })
     }
 
@@ -295,15 +370,53 @@ fn join(base: &Url, segments: &[&str]) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ObjectType;
 
     #[test]
     fn paths_are_appended_to_the_base_and_encoded() {
         let client = HubSpotClient::new("http://127.0.0.1:9000/", "http://127.0.0.1:9000").unwrap();
-        let url = client.api_url(&paths::object(ObjectType::Deals, "a/b?c"));
-        assert_eq!(url.as_str(), "http://127.0.0.1:9000/crm/v3/objects/deals/a%2Fb%3Fc");
+        let url = client.api_url(&client.paths.object(ObjectType::Deals, "a/b?c"));
+        assert_eq!(url.as_str(), "http://127.0.0.1:9000/crm/objects/2026-09/deals/a%2Fb%3Fc");
         let prefixed = HubSpotClient::new("http://host/hubspot", "http://host").unwrap();
-        assert_eq!(prefixed.api_url(&paths::oauth_token()).as_str(), "http://host/hubspot/oauth/v3/token");
+        assert_eq!(prefixed.api_url(&prefixed.paths.oauth_token()).as_str(), "http://host/hubspot/oauth/2026-09/token");
+    }
+
+    #[test]
+    fn each_version_puts_its_name_where_hubspot_expects_it() {
+        let dated = Paths(ApiVersion::default());
+        let legacy = Paths(ApiVersion::Legacy);
+        let older = Paths("2026-03".parse().unwrap());
+        let cases = [
+            (dated.batch(ObjectType::Contacts, "upsert"), "crm/objects/2026-09/contacts/batch/upsert"),
+            (legacy.batch(ObjectType::Contacts, "upsert"), "crm/v3/objects/contacts/batch/upsert"),
+            (dated.properties(ObjectType::Deals), "crm/properties/2026-09/deals"),
+            (
+                dated.associations_batch(ObjectType::Deals, ObjectType::Contacts, "associate/default"),
+                "crm/associations/2026-09/deals/contacts/batch/associate/default",
+            ),
+            (
+                legacy.associations_batch(ObjectType::Deals, ObjectType::Contacts, "read"),
+                "crm/v4/associations/deals/contacts/batch/read",
+            ),
+            (dated.memberships("7", "add"), "crm/lists/2026-09/7/memberships/add"),
+            (dated.oauth_introspect(), "oauth/2026-09/token/introspect"),
+            (legacy.oauth_revoke(), "oauth/v3/token/revoke"),
+            (dated.webhook_settings("54"), "app-webhooks/2026-09/54/settings"),
+            (older.webhook_subscriptions("54"), "webhooks/2026-03/54/subscriptions"),
+            (legacy.webhook_subscriptions_batch_update("54"), "webhooks/v3/54/subscriptions/batch/update"),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(path.join("/"), expected);
+        }
+    }
+
+    #[test]
+    fn a_version_is_a_march_or_september_date_or_legacy() {
+        assert_eq!("2027-03".parse::<ApiVersion>(), Ok(ApiVersion::Dated("2027-03".into())));
+        assert_eq!("legacy".parse::<ApiVersion>(), Ok(ApiVersion::Legacy));
+        for bad in ["v3", "2026-06", "26-09", "2026-09-beta", ""] {
+            let err = bad.parse::<ApiVersion>().unwrap_err();
+            assert!(err.contains(CURRENT_API_VERSION), "{err}");
+        }
     }
 
     #[test]

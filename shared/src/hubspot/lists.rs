@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::client::{HubSpotClient, Reply, paths};
+use super::client::{HubSpotClient, Reply};
 use super::error::HubSpotError;
 use super::lenient;
 use super::rate_limit::RateLimit;
@@ -181,7 +181,8 @@ impl Lists<'_> {
     /// One list by id. An unknown id is [`HubSpotError::NotFound`].
     pub async fn get(&self, list_id: &str) -> Result<HubSpotList, HubSpotError> {
         let op = "get list";
-        let envelope: ListEnvelope = self.call(op, Method::GET, &paths::list(list_id), None).await?.json(op)?;
+        let envelope: ListEnvelope =
+            self.call(op, Method::GET, &self.client.paths.list(list_id), None).await?.json(op)?;
         envelope.into_list(op)
     }
 
@@ -195,7 +196,8 @@ impl Lists<'_> {
     ) -> Result<HubSpotList, HubSpotError> {
         let op = "create list";
         let body = json!({ "name": name, "objectTypeId": object.type_id(), "processingType": processing.as_str() });
-        let envelope: ListEnvelope = self.call(op, Method::POST, &paths::lists(), Some(&body)).await?.json(op)?;
+        let envelope: ListEnvelope =
+            self.call(op, Method::POST, &self.client.paths.lists(), Some(&body)).await?.json(op)?;
         envelope.into_list(op)
     }
 
@@ -228,7 +230,8 @@ impl Lists<'_> {
         for chunk in record_ids.chunks(MEMBERSHIP_CHUNK) {
             let body = json!(chunk);
             change.calls += 1;
-            let reply = self.call(operation, Method::PUT, &paths::memberships(list_id, action), Some(&body)).await?;
+            let reply =
+                self.call(operation, Method::PUT, &self.client.paths.memberships(list_id, action), Some(&body)).await?;
             change.rate_limit = reply.rate_limit.or(change.rate_limit);
             let answer: MembershipsBody =
                 if reply.body.is_empty() { MembershipsBody::default() } else { reply.json(operation)? };

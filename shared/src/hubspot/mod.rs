@@ -25,7 +25,9 @@ pub mod properties;
 pub mod rate_limit;
 
 pub use app_webhooks::{AppSubscription, AppWebhookSettings, AppWebhooks};
-pub use client::{ClientOptions, DEFAULT_API_BASE_URL, DEFAULT_APP_BASE_URL, HubSpotClient};
+pub use client::{
+    ApiVersion, CURRENT_API_VERSION, ClientOptions, DEFAULT_API_BASE_URL, DEFAULT_APP_BASE_URL, HubSpotClient,
+};
 pub use error::{ErrorBody, ErrorClass, ErrorDetail, ErrorResponse, HubSpotError};
 pub use lists::{HubSpotList, ListProcessing, Lists, MEMBERSHIP_CHUNK, MembershipChange};
 pub use oauth::{AccessTokenInfo, TokenGrant};

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::client::{HubSpotClient, paths};
+use super::client::{HubSpotClient, Paths};
 use super::error::HubSpotError;
 use super::lenient;
 use crate::domain::{PortalId, Secret};
@@ -98,7 +98,7 @@ impl HubSpotClient {
         optional_scopes: &[String],
         state: &str,
     ) -> String {
-        let mut url = self.app_url(&paths::oauth_authorize());
+        let mut url = self.app_url(&Paths::oauth_authorize());
         {
             let mut query = url.query_pairs_mut();
             query.append_pair("client_id", client_id).append_pair("redirect_uri", redirect_uri);
@@ -157,7 +157,7 @@ impl HubSpotClient {
     }
 
     /// Asks HubSpot which portal, user and scopes an access token belongs to
-    /// (`POST /oauth/v3/token/introspect`). An inactive token is [`HubSpotError::InactiveToken`].
+    /// (`POST /oauth/{version}/token/introspect`). An inactive token is [`HubSpotError::InactiveToken`].
     pub async fn introspect_access_token(
         &self,
         client_id: &str,
@@ -171,7 +171,7 @@ impl HubSpotClient {
             ("token", access_token.expose()),
             ("token_type_hint", "access_token"),
         ];
-        let request = self.request(Method::POST, self.api_url(&paths::oauth_introspect())).form(&form);
+        let request = self.request(Method::POST, self.api_url(&self.paths.oauth_introspect())).form(&form);
         let reply = self.execute(OP, request, &[client_secret, access_token]).await?;
         let body: IntrospectBody = reply.json(OP)?;
         if body.active == Some(false) {
@@ -190,7 +190,7 @@ impl HubSpotClient {
         })
     }
 
-    /// Revokes a refresh token (`POST /oauth/v3/token/revoke`): it can no longer mint access
+    /// Revokes a refresh token (`POST /oauth/{version}/token/revoke`): it can no longer mint access
     /// tokens. Access tokens already issued live until they expire.
     pub async fn revoke_refresh_token(
         &self,
@@ -205,7 +205,7 @@ impl HubSpotClient {
             ("token", refresh_token.expose()),
             ("token_type_hint", "refresh_token"),
         ];
-        let request = self.request(Method::POST, self.api_url(&paths::oauth_revoke())).form(&form);
+        let request = self.request(Method::POST, self.api_url(&self.paths.oauth_revoke())).form(&form);
         self.execute(OP, request, &[client_secret, refresh_token]).await?;
         Ok(())
     }
@@ -216,7 +216,7 @@ impl HubSpotClient {
         form: &[(&str, &str)],
         secrets: &[&Secret],
     ) -> Result<TokenBody, HubSpotError> {
-        let request = self.request(Method::POST, self.api_url(&paths::oauth_token())).form(form);
+        let request = self.request(Method::POST, self.api_url(&self.paths.oauth_token())).form(form);
         self.execute(operation, request, secrets).await?.json(operation)
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::client::{HubSpotClient, Reply, paths};
+use super::client::{HubSpotClient, Reply};
 use super::error::{ErrorBody, ErrorClass, HubSpotError};
 use super::lenient;
 use super::rate_limit::RateLimit;
@@ -288,7 +288,7 @@ impl<'a> Objects<'a> {
     pub async fn get(&self, id: &str, properties: &[&str]) -> Result<CrmObject, HubSpotError> {
         let op = self.op("get");
         let query = properties_query(properties);
-        self.call(&op, Method::GET, &paths::object(self.object, id), None, &query).await?.json(&op)
+        self.call(&op, Method::GET, &self.client.paths.object(self.object, id), None, &query).await?.json(&op)
     }
 
     /// One record by the value of a unique property (e.g. `email`).
@@ -296,7 +296,7 @@ impl<'a> Objects<'a> {
         let op = self.op("get");
         let mut query = properties_query(properties);
         query.push(("idProperty", id_property.to_string()));
-        self.call(&op, Method::GET, &paths::object(self.object, value), None, &query).await?.json(&op)
+        self.call(&op, Method::GET, &self.client.paths.object(self.object, value), None, &query).await?.json(&op)
     }
 
     /// One page of records, oldest first. `limit` is capped at [`PAGE_LIMIT`]; pass the
@@ -309,7 +309,7 @@ impl<'a> Objects<'a> {
             query.push(("after", after.to_string()));
         }
         let body: ListBody =
-            self.call(&op, Method::GET, &paths::objects(self.object), None, &query).await?.json(&op)?;
+            self.call(&op, Method::GET, &self.client.paths.objects(self.object), None, &query).await?.json(&op)?;
         let next_after = body.paging.and_then(|p| p.next).and_then(|n| n.after).filter(|a| !a.is_empty());
         Ok(Page { results: body.results, next_after })
     }
@@ -340,7 +340,7 @@ impl<'a> Objects<'a> {
         properties: &[&str],
     ) -> Result<Vec<CrmObject>, HubSpotError> {
         let op = self.op("search");
-        let segments = paths::search(self.object);
+        let segments = self.client.paths.search(self.object);
         let mut found = Vec::new();
         for chunk in values.chunks(SEARCH_IN_LIMIT) {
             let mut after: Option<String> = None;
@@ -393,26 +393,26 @@ impl<'a> Objects<'a> {
             "limit": crate::domain::pull::PAGE_SIZE,
         });
         let page: ListBody =
-            self.call(&op, Method::POST, &paths::search(self.object), Some(&body), &[]).await?.json(&op)?;
+            self.call(&op, Method::POST, &self.client.paths.search(self.object), Some(&body), &[]).await?.json(&op)?;
         Ok(page.results)
     }
 
     pub async fn create(&self, properties: &PropertyValues) -> Result<CrmObject, HubSpotError> {
         let op = self.op("create");
         let body = json!({ "properties": properties });
-        self.call(&op, Method::POST, &paths::objects(self.object), Some(&body), &[]).await?.json(&op)
+        self.call(&op, Method::POST, &self.client.paths.objects(self.object), Some(&body), &[]).await?.json(&op)
     }
 
     pub async fn update(&self, id: &str, properties: &PropertyValues) -> Result<CrmObject, HubSpotError> {
         let op = self.op("update");
         let body = json!({ "properties": properties });
-        self.call(&op, Method::PATCH, &paths::object(self.object, id), Some(&body), &[]).await?.json(&op)
+        self.call(&op, Method::PATCH, &self.client.paths.object(self.object, id), Some(&body), &[]).await?.json(&op)
     }
 
     /// Archives (soft-deletes) a record; HubSpot keeps it restorable for 90 days.
     pub async fn archive(&self, id: &str) -> Result<(), HubSpotError> {
         let op = self.op("archive");
-        self.call(&op, Method::DELETE, &paths::object(self.object, id), None, &[]).await?;
+        self.call(&op, Method::DELETE, &self.client.paths.object(self.object, id), None, &[]).await?;
         Ok(())
     }
 
@@ -538,7 +538,8 @@ impl<'a> Objects<'a> {
             let inputs: Vec<Value> = ids[range.clone()].iter().map(|id| json!({ "id": id })).collect();
             let body = json!({ "inputs": inputs });
             calls += 1;
-            match self.call(&op, Method::POST, &paths::batch(self.object, "archive"), Some(&body), &[]).await {
+            match self.call(&op, Method::POST, &self.client.paths.batch(self.object, "archive"), Some(&body), &[]).await
+            {
                 Ok(reply) => {
                     rate_limit = reply.rate_limit.or(rate_limit);
                     items.extend(range.map(|_| Ok(())));
@@ -580,7 +581,10 @@ impl<'a> Objects<'a> {
             }
             calls += 1;
             let body = body_for(range.clone());
-            match self.call(operation, Method::POST, &paths::batch(self.object, action), Some(&body), &[]).await {
+            match self
+                .call(operation, Method::POST, &self.client.paths.batch(self.object, action), Some(&body), &[])
+                .await
+            {
                 Ok(reply) => {
                     rate_limit = reply.rate_limit.or(rate_limit);
                     let parsed = if reply.status == StatusCode::NO_CONTENT || reply.body.is_empty() {

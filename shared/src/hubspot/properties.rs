@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::client::{HubSpotClient, paths};
+use super::client::HubSpotClient;
 use super::error::HubSpotError;
 use super::lenient;
 use crate::domain::{ObjectType, Secret};
@@ -136,7 +136,7 @@ impl Properties<'_> {
     /// Every property of the object (HubSpot does not page this list).
     pub async fn list(&self) -> Result<Vec<Property>, HubSpotError> {
         let op = format!("list {} properties", self.object);
-        let segments = paths::properties(self.object);
+        let segments = self.client.paths.properties(self.object);
         let reply = self.client.call_with_token(&op, self.token, Method::GET, &segments, None, &[]).await?;
         let body: PropertiesBody = reply.json(&op)?;
         Ok(body.results)
@@ -146,7 +146,7 @@ impl Properties<'_> {
     pub async fn create(&self, property: &PropertyCreate) -> Result<Property, HubSpotError> {
         let op = format!("create a {} property", self.object);
         let body = serde_json::to_value(property).map_err(|e| HubSpotError::Setup(e.to_string()))?;
-        let segments = paths::properties(self.object);
+        let segments = self.client.paths.properties(self.object);
         self.client.call_with_token(&op, self.token, Method::POST, &segments, Some(&body), &[]).await?.json(&op)
     }
 }

@@ -433,3 +433,49 @@ test('associations v4: batch links, labelled links, unlinks and pages', async ()
   assert.equal(read.errors.length, 1, 'the unlinked contact is a per-input error');
   assert.equal(read.results[0].to[0].associationTypes[0].typeId, 279);
 });
+
+test('objects: created with links, read with them, merged', async () => {
+  const { hs } = await portal([...CRM_SCOPES, 'crm.objects.companies.read', 'crm.objects.companies.write']);
+  const acme = await hs.crm.companies.basicApi.create({ properties: { name: 'Acme' }, associations: [] });
+  const ada = await hs.crm.contacts.basicApi.create({
+    properties: { email: 'ada@acme.com' },
+    associations: [{ to: { id: acme.id }, types: [{ associationCategory: 'HUBSPOT_DEFINED', associationTypeId: 279 }] }],
+  });
+  const got = await hs.crm.contacts.basicApi.getById(ada.id, ['email'], undefined, ['companies']);
+  assert.equal(got.associations.companies.results[0].id, acme.id);
+  assert.equal(got.associations.companies.results[0].type, 'contact_to_company_unlabeled');
+
+  const twin = await hs.crm.contacts.basicApi.create({ properties: { email: 'ada@home.example.com', firstname: 'Ada' }, associations: [] });
+  const merged = await hs.crm.contacts.basicApi.merge({ primaryObjectId: ada.id, objectIdToMerge: twin.id });
+  assert.equal(merged.id, ada.id);
+  assert.equal(merged.properties.firstname, 'Ada');
+});
+
+test('lists: a dynamic list comes back with its filters normalised', async () => {
+  const { hs } = await portal([...CRM_SCOPES, 'crm.lists.read', 'crm.lists.write']);
+  const created = await hs.crm.lists.listsApi.create({
+    name: 'Customers',
+    objectTypeId: '0-1',
+    processingType: 'DYNAMIC',
+    filterBranch: {
+      filterBranchType: 'OR',
+      filterBranches: [{
+        filterBranchType: 'AND',
+        filterBranches: [],
+        filters: [{
+          filterType: 'PROPERTY',
+          property: 'lifecyclestage',
+          operation: { operationType: 'ENUMERATION', operator: 'IS_ANY_OF', values: ['customer'] },
+        }],
+      }],
+      filters: [],
+    },
+  });
+  assert.equal(created.list.processingStatus, 'PROCESSING');
+  const read = await hs.crm.lists.listsApi.getById(created.list.listId, true);
+  assert.equal(read.list.filterBranch.filterBranchOperator, 'OR');
+  const property = read.list.filterBranch.filterBranches[0].filters[0];
+  assert.equal(property.operation.includeObjectsWithNoValueSet, false);
+  const plain = await hs.crm.lists.listsApi.getById(created.list.listId);
+  assert.equal(plain.list.filterBranch, undefined);
+});

@@ -428,3 +428,63 @@ pub async fn page(
     }
     Ok(axum::Json(body).into_response())
 }
+
+/// The links an object create asks for (`associations: [{to: {id}, types: [...]}]`): each
+/// type must be a `HUBSPOT_DEFINED` id of a pair the simulator links from `from_type` (the id
+/// names the other object), and each `to` record must be live. Returns (type, id) per link.
+pub fn on_create(hub: &Hub, from_type: ObjectType, input: &Value) -> Result<Vec<(ObjectType, u64)>, ApiError> {
+    let Some(associations) = input.get("associations").filter(|a| !a.is_null()) else { return Ok(Vec::new()) };
+    let Value::Array(associations) = associations else {
+        return Err(ApiError::bad_request("Invalid input JSON: associations must be an array"));
+    };
+    let mut links = Vec::new();
+    for association in associations {
+        let to_id = id_of(association.get("to"))
+            .ok_or_else(|| ApiError::bad_request("Invalid input JSON: each association needs `to.id`"))?;
+        let Some(Value::Array(types)) = association.get("types") else {
+            return Err(ApiError::bad_request("Invalid input JSON: each association needs `types`, an array"));
+        };
+        for spec in types {
+            let category = spec.get("associationCategory").and_then(Value::as_str).unwrap_or_default();
+            let type_id = spec.get("associationTypeId").and_then(Value::as_u64).unwrap_or_default();
+            let to_type = ObjectType::ALL.into_iter().find(|&to| {
+                let ids = [default_type_id(from_type, to), primary_type_id(from_type, to)];
+                category == "HUBSPOT_DEFINED" && ids.into_iter().flatten().any(|id| u64::from(id) == type_id)
+            });
+            let to_type = to_type.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{category} association type {type_id} is not valid from {}: the simulator takes HubSpot's own \
+                     type ids here",
+                    from_type.singular()
+                ))
+            })?;
+            let to =
+                to_id.trim().parse().ok().filter(|&id| hub.live(to_type, id).is_some()).ok_or_else(|| {
+                    ApiError::bad_request(format!("No {} with id {to_id} exists", to_type.singular()))
+                })?;
+            links.push((to_type, to));
+        }
+    }
+    Ok(links)
+}
+
+/// A record's links as get and list answer them with `?associations=companies,deals`: per
+/// asked-for type, `{"results": [{"id", "type"}]}` (`contact_to_company_unlabeled` where HubSpot
+/// also has a primary type, `deal_to_contact` otherwise). Unknown types are ignored; types
+/// without links are left out.
+pub fn on_read(hub: &Hub, from_type: ObjectType, from_id: u64, asked: &[String]) -> Option<Value> {
+    let mut found = serde_json::Map::new();
+    for to_type in asked.iter().filter_map(|name| ObjectType::parse(name)) {
+        let linked = hub.associated(from_type, from_id, to_type);
+        if linked.is_empty() || default_type_id(from_type, to_type).is_none() {
+            continue;
+        }
+        let mut kind = format!("{}_to_{}", from_type.singular(), to_type.singular());
+        if primary_type_id(from_type, to_type).is_some() {
+            kind.push_str("_unlabeled");
+        }
+        let results: Vec<Value> = linked.iter().map(|id| json!({ "id": id.to_string(), "type": kind })).collect();
+        found.insert(to_type.name().to_string(), json!({ "results": results }));
+    }
+    (!found.is_empty()).then_some(Value::Object(found))
+}

@@ -208,14 +208,17 @@ impl Simulator {
         let sim = self.sim.clone();
         let mut crm = Router::new();
         // The legacy v3 paths and the date-versioned ones serve the same shapes.
-        for (objects, properties) in
-            [("/crm/v3/objects", "/crm/v3/properties"), ("/crm/objects/2026-03", "/crm/properties/2026-03")]
-        {
+        for (objects, properties) in [
+            ("/crm/v3/objects", "/crm/v3/properties"),
+            ("/crm/objects/2026-03", "/crm/properties/2026-03"),
+            ("/crm/objects/2026-09", "/crm/properties/2026-09"),
+        ] {
             let t = format!("{objects}/{{objectType}}");
             crm = crm
                 .route(&t, get(objects::list).post(objects::create))
                 .route(&format!("{t}/{{objectId}}"), get(objects::get).patch(objects::update).delete(objects::archive))
                 .route(&format!("{t}/search"), post(search::search))
+                .route(&format!("{t}/merge"), post(objects::merge))
                 .route(&format!("{t}/batch/read"), post(objects::batch_read))
                 .route(&format!("{t}/batch/create"), post(objects::batch_create))
                 .route(&format!("{t}/batch/update"), post(objects::batch_update))
@@ -230,9 +233,11 @@ impl Simulator {
                     get(properties::get).patch(properties::update).delete(properties::archive),
                 );
         }
-        for (associations, objects) in
-            [("/crm/v4/associations", "/crm/v4/objects"), ("/crm/associations/2026-03", "/crm/objects/2026-03")]
-        {
+        for (associations, objects) in [
+            ("/crm/v4/associations", "/crm/v4/objects"),
+            ("/crm/associations/2026-03", "/crm/objects/2026-03"),
+            ("/crm/associations/2026-09", "/crm/objects/2026-09"),
+        ] {
             let record = format!("{objects}/{{objectType}}/{{objectId}}/associations");
             crm = crm
                 .route(
@@ -255,7 +260,7 @@ impl Simulator {
                 .route(&format!("{record}/default/{{toObjectType}}/{{toObjectId}}"), put(associations::create_default))
                 .route(&format!("{record}/{{toObjectType}}/{{toObjectId}}"), delete(associations::remove));
         }
-        for prefix in ["/crm/v3/lists", "/crm/lists/2026-03"] {
+        for prefix in ["/crm/v3/lists", "/crm/lists/2026-03", "/crm/lists/2026-09"] {
             let l = format!("{prefix}/{{listId}}");
             crm = crm
                 .route(prefix, post(lists::create))
@@ -275,10 +280,10 @@ impl Simulator {
                 "/oauth/v1/refresh-tokens/{token}",
                 get(oauth::refresh_token_v1).delete(oauth::revoke_refresh_token_v1),
             );
-        for version in ["v1", "v3", "2026-03"] {
+        for version in ["v1", "v3", "2026-03", "2026-09"] {
             oauth = oauth.route(&format!("/oauth/{version}/token"), post(oauth::token));
         }
-        for version in ["v3", "2026-03"] {
+        for version in ["v3", "2026-03", "2026-09"] {
             oauth = oauth
                 .route(&format!("/oauth/{version}/token/introspect"), post(oauth::introspect))
                 .route(&format!("/oauth/{version}/token/revoke"), post(oauth::revoke));
@@ -296,8 +301,12 @@ impl Simulator {
     }
 }
 
+/// Unknown routes answer 404, after reading the request's body (up to 1 MiB), so the client's
+/// keep-alive connection stays usable.
 async fn not_found(request: Request) -> Response {
-    errors::ApiError::not_found(format!("No route for {} {}", request.method(), request.uri().path())).into_response()
+    let message = format!("No route for {} {}", request.method(), request.uri().path());
+    let _ = axum::body::to_bytes(request.into_body(), 1024 * 1024).await;
+    errors::ApiError::not_found(message).into_response()
 }
 
 /// Counts every request (by route pattern and by concrete path) and logs it.

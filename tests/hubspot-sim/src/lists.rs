@@ -74,22 +74,33 @@ pub struct List {
     pub members: BTreeMap<u64, i64>,
 }
 
+/// How a list is answered: as just created (a dynamic list is still `PROCESSING` its filters,
+/// which the answer shows), or as read later (filters only when asked for, `includeFilters`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Created,
+    Read { include_filters: bool },
+}
+
 impl List {
     /// The `PublicObjectList` JSON.
-    fn to_json(&self) -> Value {
+    fn to_json(&self, view: View) -> Value {
+        let processing = view == View::Created && self.processing == Processing::Dynamic;
         let mut list = json!({
             "listId": self.id.to_string(),
             "listVersion": self.version,
             "name": self.name,
             "objectTypeId": self.object_type.type_id(),
-            "processingStatus": "COMPLETE",
+            "processingStatus": if processing { "PROCESSING" } else { "COMPLETE" },
             "processingType": self.processing.name(),
             "size": self.members.len(),
             "createdAt": iso(self.created_at),
             "updatedAt": iso(self.updated_at),
         });
-        if let Some(branch) = &self.filter_branch {
+        let show_filters = matches!(view, View::Created | View::Read { include_filters: true });
+        if let (Some(branch), true) = (&self.filter_branch, show_filters) {
             list["filterBranch"] = branch.clone();
+            list["filtersUpdatedAt"] = json!(iso(self.updated_at));
         }
         list
     }
@@ -284,24 +295,52 @@ pub async fn create(
     let processing = processing(required_text(&body, "processingType")?)?;
     let filter_branch = match body.get("filterBranch") {
         None | Some(Value::Null) => None,
-        Some(branch @ Value::Object(_)) => Some(branch.clone()),
+        Some(branch @ Value::Object(_)) => Some(normalise_branch(branch.clone())),
         Some(_) => return Err(ApiError::bad_request("Invalid input JSON: filterBranch must be an object")),
     };
     let mut state = sim.lock();
     let portal = state.portals.get_mut(&caller.hub_id).expect("caller's portal");
     let list = portal.lists.create(&name, object_type, processing, filter_branch, sim.now_ms())?;
-    Ok(axum::Json(json!({ "list": list.to_json() })).into_response())
+    Ok(axum::Json(json!({ "list": list.to_json(View::Created) })).into_response())
+}
+
+/// A filter tree as HubSpot stores it (its create examples, request against answer): every
+/// branch names its `filterBranchOperator` (its own type for `OR` and `AND`, `AND` for the
+/// others, such as `ASSOCIATION`), and every property filter's `operation` says
+/// `includeObjectsWithNoValueSet` (false unless sent).
+fn normalise_branch(mut branch: Value) -> Value {
+    if let Some(object) = branch.as_object_mut() {
+        if !object.contains_key("filterBranchOperator") {
+            let operator = match object.get("filterBranchType").and_then(Value::as_str) {
+                Some(kind @ ("OR" | "AND")) => kind.to_string(),
+                _ => "AND".to_string(),
+            };
+            object.insert("filterBranchOperator".into(), json!(operator));
+        }
+        for filter in object.get_mut("filters").and_then(Value::as_array_mut).into_iter().flatten() {
+            if let Some(operation) = filter.get_mut("operation").and_then(Value::as_object_mut) {
+                operation.entry("includeObjectsWithNoValueSet").or_insert(json!(false));
+            }
+        }
+        if let Some(Value::Array(children)) = object.get_mut("filterBranches") {
+            let taken = std::mem::take(children);
+            *children = taken.into_iter().map(normalise_branch).collect();
+        }
+    }
+    branch
 }
 
 pub async fn get(
     State(sim): State<Sim>,
     Extension(caller): Extension<Caller>,
     Path(list_id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     caller.require(&read_scope())?;
+    let include_filters = query.iter().any(|(k, v)| k == "includeFilters" && v.eq_ignore_ascii_case("true"));
     let state = sim.lock();
     let list = state.portals[&caller.hub_id].lists.get(&list_id).ok_or_else(|| list_not_found(&list_id))?;
-    Ok(axum::Json(json!({ "list": list.to_json() })).into_response())
+    Ok(axum::Json(json!({ "list": list.to_json(View::Read { include_filters }) })).into_response())
 }
 
 /// Applies one membership call to a manual or snapshot list.

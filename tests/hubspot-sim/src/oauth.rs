@@ -232,16 +232,40 @@ fn access_info(state: &SimState, token: &str) -> Option<Value> {
         "user_id": info.user_id,
         "token_type": "access",
         "is_private_distribution": false,
-        "signed_access_token": {
-            "expiresAt": info.expires_at,
-            "scopes": info.scopes.join(" "),
-            "hubId": info.hub_id,
-            "userId": info.user_id,
-            "appId": app_id,
-            "isPrivateDistribution": false,
-            "isUserLevel": false,
-        },
+        "signed_access_token": signed_access_token(token, info, app_id),
     }))
+}
+
+/// HubSpot's `SignedAccessToken`, with every field its OAuth spec requires. The signatures are
+/// opaque text derived from the token (clients only pass them on), the installing user is the
+/// portal's user, the hublet is `na1`, and the scope-group fields, which HubSpot documents
+/// only as strings, are empty lists.
+fn signed_access_token(token: &str, info: &crate::state::AccessToken, app_id: u64) -> Value {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let signature = |salt: &str| {
+        let digest = Sha256::digest(format!("{salt}:{token}").as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    };
+    json!({
+        "appId": app_id,
+        "appInstallId": format!("{app_id}-{}", info.hub_id),
+        "audience": info.client_id,
+        "expiresAt": info.expires_at,
+        "hubId": info.hub_id,
+        "hublet": "na1",
+        "installingUserId": info.user_id,
+        "isPrivateDistribution": false,
+        "isServiceAccount": false,
+        "isUserLevel": false,
+        "newSignature": signature("new"),
+        "scopeToScopeGroupPks": "[]",
+        "scopes": info.scopes.join(" "),
+        "signature": signature("v1"),
+        "trialScopeToScopeGroupPks": "[]",
+        "trialScopes": "",
+        "userId": info.user_id,
+    })
 }
 
 fn refresh_info(state: &SimState, token: &str) -> Option<Value> {

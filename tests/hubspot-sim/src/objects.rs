@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::associations;
 use crate::auth::Caller;
 use crate::errors::ApiError;
 use crate::properties::validate;
@@ -144,7 +145,11 @@ pub async fn list(
     let mut page: Vec<_> =
         hub.records_from(object_type, after).filter(|r| r.is_archived() == archived).take(limit + 1).collect();
     let next = (page.len() > limit).then(|| page.pop().map(|r| r.id)).flatten();
-    let results: Vec<Value> = page.iter().map(|r| r.to_json(object_type, selection(&names), &history)).collect();
+    let asked = params.list("associations");
+    let results: Vec<Value> = page
+        .iter()
+        .map(|r| with_associations(r.to_json(object_type, selection(&names), &history), hub, object_type, r.id, &asked))
+        .collect();
     let mut body = json!({ "results": results });
     if let Some(next) = next {
         let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
@@ -173,7 +178,17 @@ pub async fn get(
         hub.find(object_type, params.get("idProperty"), &id)
     };
     let record = record.ok_or_else(|| record_not_found(&id))?;
-    Ok(axum::Json(record.to_json(object_type, selection(&names), &history)).into_response())
+    let json = record.to_json(object_type, selection(&names), &history);
+    let json = with_associations(json, hub, object_type, record.id, &params.list("associations"));
+    Ok(axum::Json(json).into_response())
+}
+
+/// Adds the record's links of the asked-for types (`?associations=`), if it has any.
+fn with_associations(mut json: Value, hub: &Hub, object_type: ObjectType, id: u64, asked: &[String]) -> Value {
+    if let Some(associations) = associations::on_read(hub, object_type, id, asked) {
+        json["associations"] = associations;
+    }
+    json
 }
 
 pub async fn create(
@@ -184,13 +199,55 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let object_type = object_type(&object)?;
     caller.require(&[object_type.write_scope()])?;
-    let properties = properties_of(&parse_json(&body)?)?;
+    let body = parse_json(&body)?;
+    let properties = properties_of(&body)?;
     let mut state = sim.lock();
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
     let values = check_write(hub, object_type, &properties, None)?;
-    let id = hub.create(object_type, &values, source(&caller), sim.now_ms());
+    let links = associations::on_create(hub, object_type, &body)?;
+    let id = create_linked(hub, object_type, &values, &links, (source(&caller), sim.now_ms()));
     let record = hub.record(object_type, id).expect("just created");
     Ok((StatusCode::CREATED, axum::Json(record.to_json(object_type, Selection::All, &[]))).into_response())
+}
+
+/// `POST /crm/v3/objects/{objectType}/merge`: merges `objectIdToMerge` into `primaryObjectId`
+/// (both strings in HubSpot's spec; numbers are taken too), as the admin merge does, and
+/// answers 200 with the primary record, which keeps its id. Either record missing is a 400.
+pub async fn merge(
+    State(sim): State<Sim>,
+    Extension(caller): Extension<Caller>,
+    Path(object): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let object_type = object_type(&object)?;
+    caller.require(&[object_type.write_scope()])?;
+    let body = parse_json(&body)?;
+    let id = |name: &str| {
+        text(body.get(name))
+            .and_then(|id| id.trim().parse::<u64>().ok())
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid input JSON: `{name}` must be a record id")))
+    };
+    let (primary, merged) = (id("primaryObjectId")?, id("objectIdToMerge")?);
+    let mut state = sim.lock();
+    let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
+    hub.merge(object_type, primary, merged, source(&caller), sim.now_ms()).map_err(ApiError::bad_request)?;
+    let record = hub.record(object_type, primary).expect("the primary stays");
+    Ok(axum::Json(record.to_json(object_type, Selection::Default, &[])).into_response())
+}
+
+/// Creates a record and the links its create asked for.
+fn create_linked(
+    hub: &mut Hub,
+    object_type: ObjectType,
+    values: &BTreeMap<String, String>,
+    links: &[(ObjectType, u64)],
+    (source, now): (Source, i64),
+) -> u64 {
+    let id = hub.create(object_type, values, source, now);
+    for &(to_type, to_id) in links {
+        hub.associate(object_type, id, to_type, to_id, source, now);
+    }
+    id
 }
 
 pub async fn update(
@@ -390,10 +447,12 @@ pub async fn batch_create(
     if !traces.is_empty() && traces.iter().all(Option::is_some) {
         let mut results = Vec::new();
         let mut errors = Vec::new();
-        for (properties, trace) in properties.iter().zip(&traces) {
-            match check_write(hub, object_type, properties, None) {
-                Ok(values) => {
-                    let id = hub.create(object_type, &values, source(&caller), now);
+        for ((properties, trace), input) in properties.iter().zip(&traces).zip(&batch.inputs) {
+            let checked = check_write(hub, object_type, properties, None)
+                .and_then(|values| Ok((values, associations::on_create(hub, object_type, input)?)));
+            match checked {
+                Ok((values, links)) => {
+                    let id = create_linked(hub, object_type, &values, &links, (source(&caller), now));
                     let record = hub.record(object_type, id).expect("just created");
                     results.push(with_trace(record.to_json(object_type, Selection::All, &[]), trace.as_deref()));
                 }
@@ -406,8 +465,9 @@ pub async fn batch_create(
     // Without them the batch is all or nothing: the first bad input fails the call.
     let mut checked = Vec::with_capacity(properties.len());
     let mut claimed: BTreeSet<(String, String)> = BTreeSet::new();
-    for properties in &properties {
+    for (properties, input) in properties.iter().zip(&batch.inputs) {
         let values = check_write(hub, object_type, properties, None)?;
+        let links = associations::on_create(hub, object_type, input)?;
         for p in hub.properties(object_type).iter().filter(|p| p.has_unique_value) {
             if let Some(value) = values.get(&p.name).filter(|v| !v.is_empty()) {
                 if !claimed.insert((p.name.clone(), value.to_lowercase())) {
@@ -418,12 +478,12 @@ pub async fn batch_create(
                 }
             }
         }
-        checked.push(values);
+        checked.push((values, links));
     }
     let results: Vec<Value> = checked
         .iter()
-        .map(|values| {
-            let id = hub.create(object_type, values, source(&caller), now);
+        .map(|(values, links)| {
+            let id = create_linked(hub, object_type, values, links, (source(&caller), now));
             hub.record(object_type, id).expect("just created").to_json(object_type, Selection::All, &[])
         })
         .collect();

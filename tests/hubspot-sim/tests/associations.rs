@@ -368,3 +368,48 @@ async fn one_records_associations_are_read_page_by_page() {
         s.call(Method::GET, &format!("/crm/v4/objects/companies/{acme}/associations/contacts?limit=501"), None).await;
     assert_eq!(too_many.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn records_are_created_with_their_links_and_read_with_them_on_request() {
+    let s = sim().await;
+    let acme = create(&s, "companies", json!({ "name": "Acme" })).await;
+    let unlabeled = |id: &str, type_id: u32| json!({ "to": { "id": id }, "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id }] });
+    let ada = s
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({ "properties": { "email": "ada@example.com" }, "associations": [unlabeled(&acme, 279)] }),
+        )
+        .await;
+    assert_eq!(ada.status, StatusCode::CREATED, "{}", ada.body);
+    let ada = ada.body["id"].as_str().unwrap().to_string();
+    assert_eq!(s.sim.associations(1000, "companies", &acme, "contacts"), [ada.as_str()]);
+
+    let batch = s
+        .post(
+            "/crm/v3/objects/deals/batch/create",
+            json!({ "inputs": [
+                { "properties": { "dealname": "Big" }, "associations": [unlabeled(&ada, 3), unlabeled(&acme, 5)], "objectWriteTraceId": "a" },
+                { "properties": { "dealname": "Lost" }, "associations": [unlabeled("424242", 3)], "objectWriteTraceId": "b" },
+                { "properties": { "dealname": "Odd" }, "associations": [unlabeled(&ada, 279)], "objectWriteTraceId": "c" },
+            ] }),
+        )
+        .await;
+    assert_eq!(batch.status, StatusCode::MULTI_STATUS, "{}", batch.body);
+    assert_eq!(batch.body["numErrors"], 2, "a missing record and a type that does not start at deals");
+    let deal = batch.body["results"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.sim.associations(1000, "deals", &deal, "companies"), [acme.as_str()], "a primary type links too");
+
+    let got = s
+        .call(Method::GET, &format!("/crm/v3/objects/contacts/{ada}?associations=companies,deals,tickets"), None)
+        .await;
+    assert_eq!(
+        got.body["associations"]["companies"]["results"],
+        json!([{ "id": acme, "type": "contact_to_company_unlabeled" }])
+    );
+    assert_eq!(got.body["associations"]["deals"]["results"], json!([{ "id": deal, "type": "contact_to_deal" }]));
+    assert!(got.body["associations"].get("tickets").is_none(), "unknown types are ignored");
+    let plain = s.call(Method::GET, &format!("/crm/v3/objects/contacts/{ada}"), None).await;
+    assert!(plain.body.get("associations").is_none(), "only on request");
+    let listed = s.call(Method::GET, "/crm/v3/objects/companies?associations=contacts", None).await;
+    assert_eq!(listed.body["results"][0]["associations"]["contacts"]["results"][0]["id"], ada.as_str());
+}

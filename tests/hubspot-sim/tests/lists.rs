@@ -231,3 +231,40 @@ async fn lists_are_managed_over_http_too() {
         .await;
     assert_eq!(duplicate.status, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn a_dynamic_lists_filters_are_normalised_and_shown_only_when_asked_for() {
+    let s = sim().await;
+    let branch = json!({
+        "filterBranchType": "OR",
+        "filterBranches": [{
+            "filterBranchType": "AND",
+            "filterBranches": [],
+            "filters": [{ "filterType": "PROPERTY", "property": "lifecyclestage",
+                          "operation": { "operationType": "ENUMERATION", "operator": "IS_ANY_OF", "values": ["customer"] } }]
+        }],
+        "filters": []
+    });
+    let created = s
+        .post(
+            LISTS,
+            json!({ "name": "Customers", "objectTypeId": "0-1", "processingType": "DYNAMIC", "filterBranch": branch }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let list = &created.body["list"];
+    assert_eq!(list["processingStatus"], "PROCESSING", "a new dynamic list is still processing its filters");
+    let stored = &list["filterBranch"];
+    assert_eq!(stored["filterBranchOperator"], "OR");
+    let and = &stored["filterBranches"][0];
+    assert_eq!(and["filterBranchOperator"], "AND");
+    assert_eq!(and["filters"][0]["operation"]["includeObjectsWithNoValueSet"], false);
+    assert_eq!(and["filters"][0]["operation"]["values"], json!(["customer"]), "the rest as sent");
+
+    let id = list["listId"].as_str().unwrap();
+    let read = s.call(Method::GET, &format!("{LISTS}/{id}"), None).await;
+    assert_eq!(read.body["list"]["processingStatus"], "COMPLETE");
+    assert!(read.body["list"].get("filterBranch").is_none(), "filters only with includeFilters=true");
+    let with_filters = s.call(Method::GET, &format!("{LISTS}/{id}?includeFilters=true"), None).await;
+    assert_eq!(&with_filters.body["list"]["filterBranch"], stored);
+}

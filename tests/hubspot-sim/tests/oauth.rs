@@ -138,6 +138,30 @@ async fn introspection_describes_live_tokens_and_not_dead_ones() {
     assert!(v1.body["expires_in"].as_i64().unwrap() > 1700);
     assert!(v1.body["user"].as_str().unwrap().contains('@'));
     assert!(v1.body["hub_domain"].is_string());
+    // Every field HubSpot's OAuth spec requires of `SignedAccessToken`.
+    let signed = v1.body["signed_access_token"].as_object().unwrap();
+    for field in [
+        "appId",
+        "appInstallId",
+        "audience",
+        "expiresAt",
+        "hubId",
+        "hublet",
+        "installingUserId",
+        "isPrivateDistribution",
+        "isServiceAccount",
+        "isUserLevel",
+        "newSignature",
+        "scopeToScopeGroupPks",
+        "scopes",
+        "signature",
+        "trialScopeToScopeGroupPks",
+        "trialScopes",
+        "userId",
+    ] {
+        assert!(signed.get(field).is_some_and(|v| !v.is_null()), "signed_access_token.{field} is missing: {signed:?}");
+    }
+    assert_eq!(signed.len(), 17);
 
     let ask = |token: &str| {
         [("client_id", CLIENT_ID), ("client_secret", SECRET), ("token", token), ("token_type_hint", "access_token")]

@@ -594,3 +594,34 @@ async fn unique_values_follow_writes_archives_and_new_unique_properties() {
     assert_eq!(ids(&found.body["results"]), [companies[1].clone(), five]);
     assert_eq!(found.body["errors"][0]["context"]["ids"], json!(["k2"]));
 }
+
+#[tokio::test]
+async fn records_are_merged_through_the_public_api() {
+    let s = sim().await;
+    let keep = s.post(CONTACTS, json!({ "properties": { "email": "ada@example.com" } })).await.body["id"].clone();
+    let twin = s.post(CONTACTS, json!({ "properties": { "email": "ada@work.example.com", "firstname": "Ada" } })).await;
+    let twin = twin.body["id"].clone();
+    let merged =
+        s.post(&format!("{CONTACTS}/merge"), json!({ "primaryObjectId": keep, "objectIdToMerge": twin })).await;
+    assert_eq!(merged.status, StatusCode::OK, "{}", merged.body);
+    assert_eq!(merged.body["id"], keep, "the primary keeps its id");
+    assert_eq!(merged.body["properties"]["firstname"], "Ada", "values it lacked come from the merged record");
+    let gone = s.get(&format!("{CONTACTS}/{}", twin.as_str().unwrap())).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let again = s.post(&format!("{CONTACTS}/merge"), json!({ "primaryObjectId": keep, "objectIdToMerge": twin })).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "the merged record is no longer live");
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_a_404_in_hubspots_shape_and_the_connection_stays_usable() {
+    let s = sim().await;
+    let big = "x".repeat(200_000);
+    let reply = s.post("/crm/v3/no-such-api", json!({ "padding": big })).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (reply.body["status"].clone(), reply.body["category"].clone()),
+        (json!("error"), json!("OBJECT_NOT_FOUND"))
+    );
+    let next = s.post(CONTACTS, json!({ "properties": { "email": "after@example.com" } })).await;
+    assert_eq!(next.status, StatusCode::CREATED, "the same client goes on");
+}
