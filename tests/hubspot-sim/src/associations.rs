@@ -69,6 +69,29 @@ pub fn type_id(from: ObjectType, to: ObjectType) -> Result<u32, ApiError> {
     })
 }
 
+/// Whether a request reads or changes links: it needs the from-type's read or write scope.
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// The two object types a links request names, once the caller may use them and the simulator
+/// links them, with the pair's unlabeled type id.
+fn linkable(
+    caller: &Caller,
+    (from, to): (&str, &str),
+    access: Access,
+) -> Result<(ObjectType, ObjectType, u32), ApiError> {
+    let (from_type, to_type) = (object_type(from)?, object_type(to)?);
+    let scope = match access {
+        Access::Read => from_type.read_scope(),
+        Access::Write => from_type.write_scope(),
+    };
+    caller.require(&[scope])?;
+    Ok((from_type, to_type, type_id(from_type, to_type)?))
+}
+
 /// Checks that two live records of a pair of types the simulator links exist; returns their ids.
 pub fn check(
     hub: &Hub,
@@ -111,9 +134,7 @@ pub async fn batch_read(
     Path((from, to)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (from_type, to_type) = (object_type(&from)?, object_type(&to)?);
-    caller.require(&[from_type.read_scope()])?;
-    let type_id = type_id(from_type, to_type)?;
+    let (from_type, to_type, type_id) = linkable(&caller, (&from, &to), Access::Read)?;
     let started = sim.now_ms();
     let body = parse_json(&body)?;
     let inputs = inputs(&body, ASSOCIATION_BATCH_LIMIT)?;
@@ -147,8 +168,7 @@ pub async fn create_default(
     Extension(caller): Extension<Caller>,
     Path((from, from_id, to, to_id)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let (from_type, to_type) = (object_type(&from)?, object_type(&to)?);
-    caller.require(&[from_type.write_scope()])?;
+    let (from_type, to_type, _) = linkable(&caller, (&from, &to), Access::Write)?;
     let started = sim.now_ms();
     let mut state = sim.lock();
     let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
@@ -168,9 +188,7 @@ pub async fn remove(
     Extension(caller): Extension<Caller>,
     Path((from, from_id, to, to_id)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let (from_type, to_type) = (object_type(&from)?, object_type(&to)?);
-    caller.require(&[from_type.write_scope()])?;
-    type_id(from_type, to_type)?;
+    let (from_type, to_type, _) = linkable(&caller, (&from, &to), Access::Write)?;
     if let (Ok(from_id), Ok(to_id)) = (from_id.trim().parse(), to_id.trim().parse()) {
         let mut state = sim.lock();
         let hub = &mut state.portals.get_mut(&caller.hub_id).expect("caller's portal").hub;
@@ -273,9 +291,7 @@ pub async fn batch_associate_default(
     Path((from, to)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (from_type, to_type) = (object_type(&from)?, object_type(&to)?);
-    caller.require(&[from_type.write_scope()])?;
-    type_id(from_type, to_type)?;
+    let (from_type, to_type, _) = linkable(&caller, (&from, &to), Access::Write)?;
     let started = sim.now_ms();
     let body = parse_json(&body)?;
     let pairs: Vec<(String, String)> =
@@ -315,9 +331,7 @@ pub async fn batch_create(
     uri: Uri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (from_type, to_type) = (object_type(&from)?, object_type(&to)?);
-    caller.require(&[from_type.write_scope()])?;
-    type_id(from_type, to_type)?;
+    let (from_type, to_type, _) = linkable(&caller, (&from, &to), Access::Write)?;
     let started = sim.now_ms();
     let body = parse_json(&body)?;
     let mut links = Vec::new();
@@ -354,9 +368,7 @@ pub async fn batch_archive(
     uri: Uri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (from_type, to_type) = (object_type(&from)?, object_type(&to)?);
-    caller.require(&[from_type.write_scope()])?;
-    type_id(from_type, to_type)?;
+    let (from_type, to_type, _) = linkable(&caller, (&from, &to), Access::Write)?;
     let started = sim.now_ms();
     let body = parse_json(&body)?;
     let mut pairs = Vec::new();
@@ -391,9 +403,7 @@ pub async fn page(
     Path((from, from_id, to)): Path<(String, String, String)>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let (from_type, to_type) = (object_type(&from)?, object_type(&to)?);
-    caller.require(&[from_type.read_scope()])?;
-    let type_id = type_id(from_type, to_type)?;
+    let (from_type, to_type, type_id) = linkable(&caller, (&from, &to), Access::Read)?;
     let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let limit = match param("limit") {
         None => ASSOCIATION_PAGE_MAX,
